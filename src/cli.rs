@@ -1,0 +1,368 @@
+//! The command line: clap's argument structs and their conversion into a validated `RunConfig`.
+
+use crate::config::{
+    Activation, DataConfig, GradEvery, Init, OptimizerConfig, OptimizerKind, RecordLevel, RunConfig,
+};
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use tch::Device;
+
+/// Watch gradients flow (or vanish) through deep networks while they train.
+#[derive(Debug, Parser)]
+#[command(name = "gradtrace", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train one network and write its history as JSON.
+    Run(RunArgs),
+    /// Reproduce the vanishing-gradient study: every experiment, a table and the figures.
+    Tutorial(TutorialArgs),
+}
+
+/// Network, initializer, optimizer and training flags shared by every command that trains.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Hidden-layer activation.
+    #[arg(long, value_enum, default_value_t = Activation::Sigmoid)]
+    pub activation: Activation,
+
+    /// Kernel initializer for every layer (biases start at zero).
+    #[arg(long, value_enum, default_value_t = Init::GlorotUniform)]
+    pub init: Init,
+
+    /// Mean of the kernel entries for `--init normal`.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub init_mean: f64,
+
+    /// S.D. of the kernel entries for `--init normal`.
+    #[arg(long, default_value_t = 1.0)]
+    pub init_sd: f64,
+
+    /// Lower bound for `--init uniform`.
+    #[arg(long, default_value_t = -0.05, allow_negative_numbers = true)]
+    pub init_low: f64,
+
+    /// Upper bound for `--init uniform`.
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
+    pub init_high: f64,
+
+    /// Hidden-layer widths, input side first; the depth follows from the list.
+    #[arg(long, value_delimiter = ',', default_value = "5,5,5,5")]
+    pub hidden: Vec<usize>,
+
+    /// Update rule.
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Rmsprop)]
+    pub optimizer: OptimizerKind,
+
+    /// Learning rate [default: 0.001 for rmsprop and adam, 0.01 for sgd].
+    #[arg(long)]
+    pub lr: Option<f64>,
+
+    /// RMSprop's decay of the squared-gradient average.
+    #[arg(long, default_value_t = 0.9)]
+    pub rho: f64,
+
+    /// Adam's first-moment decay.
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f64,
+
+    /// Adam's second-moment decay.
+    #[arg(long, default_value_t = 0.999)]
+    pub beta2: f64,
+
+    /// RMSprop's and Adam's epsilon (Keras placement; see the README).
+    #[arg(long, default_value_t = 1e-7)]
+    pub epsilon: f64,
+
+    /// SGD momentum (0 for plain SGD).
+    #[arg(long, default_value_t = 0.0)]
+    pub momentum: f64,
+
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 100)]
+    pub epochs: usize,
+
+    /// Samples per step; the last partial batch of an epoch is used.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+}
+
+/// Where the data comes from.
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Two circles: number of points.
+    #[arg(long, default_value_t = 1000, conflicts_with = "csv")]
+    pub samples: usize,
+
+    /// Two circles: inner radius over outer radius, in (0, 1).
+    #[arg(
+        long,
+        default_value_t = 0.5,
+        conflicts_with = "csv",
+        allow_negative_numbers = true
+    )]
+    pub factor: f64,
+
+    /// Two circles: S.D. of the Gaussian noise on each coordinate.
+    #[arg(
+        long,
+        default_value_t = 0.1,
+        conflicts_with = "csv",
+        allow_negative_numbers = true
+    )]
+    pub noise: f64,
+
+    /// Two circles: seed of the data generator (independent of --seed).
+    #[arg(long, default_value_t = 0, conflicts_with = "csv")]
+    pub data_seed: u64,
+
+    /// Train on a CSV file of x0,x1,label rows instead of two circles.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// The data part of a run config.
+    pub fn config(&self) -> DataConfig {
+        match &self.csv {
+            Some(path) => DataConfig::Csv { path: path.clone() },
+            None => DataConfig::TwoCircles {
+                samples: self.samples,
+                factor: self.factor,
+                noise: self.noise,
+                seed: self.data_seed,
+            },
+        }
+    }
+}
+
+/// Flags of `gradtrace run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    /// Seed of the initial weights and of the batch order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Keep the data in its original order instead of reshuffling every epoch.
+    #[arg(long)]
+    pub no_shuffle: bool,
+
+    /// When to record kernel gradients: `epoch` (first step of each epoch), a step count N
+    /// (every N steps), or `never`. A last record after training is added unless `never`.
+    #[arg(long, default_value = "epoch", value_parser = parse_grad_every)]
+    pub grad_every: GradEvery,
+
+    /// `full` stores every matrix; `stats` only their summaries (for large networks).
+    #[arg(long, value_enum, default_value_t = RecordLevel::Full)]
+    pub record: RecordLevel,
+
+    /// Device: cpu, cuda, cuda:N, or auto (CUDA when libtorch sees it).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: DeviceChoice,
+
+    /// Name of the run [default: built from activation, init, optimizer, widths and seed].
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Output JSON file [default: outputs/runs/<name>.json].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+
+    /// No progress bar and no summary line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Flags of `gradtrace tutorial`.
+#[derive(Debug, Args)]
+pub struct TutorialArgs {
+    /// Folder for the JSON histories, the summary and the figures (replaced files are its own).
+    #[arg(long, default_value = "outputs/tutorial", value_name = "DIR")]
+    pub out_dir: PathBuf,
+
+    /// Epochs of every run (the study trains for 100).
+    #[arg(long, default_value_t = 100)]
+    pub epochs: usize,
+
+    /// Base seed; run i uses seed + i.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Initializer of the closing experiment (the same flag `gradtrace run` takes).
+    #[arg(long, value_enum, default_value_t = Init::GlorotUniform)]
+    pub init: Init,
+
+    /// Device for every run.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: DeviceChoice,
+
+    /// Runs trained at once [default: the number of cores].
+    #[arg(long)]
+    pub jobs: Option<usize>,
+
+    /// Python with matplotlib for the figures [default: $GRADTRACE_PYTHON, else .venv/bin/python
+    /// when present, else python3].
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+
+    /// Skip the figures.
+    #[arg(long)]
+    pub no_plots: bool,
+
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// A device as asked for on the command line, before checking it exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// The CPU.
+    Cpu,
+    /// CUDA device N.
+    Cuda(usize),
+    /// CUDA device 0 when available, else the CPU.
+    Auto,
+}
+
+fn parse_device(text: &str) -> Result<DeviceChoice, String> {
+    match text {
+        "cpu" => Ok(DeviceChoice::Cpu),
+        "cuda" => Ok(DeviceChoice::Cuda(0)),
+        "auto" => Ok(DeviceChoice::Auto),
+        _ => text
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(DeviceChoice::Cuda)
+            .ok_or_else(|| "expected cpu, cuda, cuda:N or auto".to_string()),
+    }
+}
+
+fn parse_grad_every(text: &str) -> Result<GradEvery, String> {
+    match text {
+        "epoch" => Ok(GradEvery::Epoch),
+        "never" => Ok(GradEvery::Never),
+        _ => match text.parse::<usize>() {
+            Ok(0) | Err(_) => Err("expected epoch, never, or a step count of at least 1".into()),
+            Ok(n) => Ok(GradEvery::Steps(n)),
+        },
+    }
+}
+
+impl DeviceChoice {
+    /// The libtorch device, or an error saying why it cannot be used here.
+    pub fn resolve(self, flag: &str) -> Result<Device> {
+        match self {
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Auto => Ok(Device::cuda_if_available()),
+            DeviceChoice::Cuda(i) => {
+                if !tch::Cuda::is_available() {
+                    bail!("{flag} cuda: libtorch sees no CUDA device here; use {flag} cpu or auto");
+                }
+                let count = tch::Cuda::device_count() as usize;
+                if i >= count {
+                    bail!(
+                        "{flag} cuda:{i}: only {count} CUDA device(s) (cuda:0..); pick one of them"
+                    );
+                }
+                Ok(Device::Cuda(i))
+            }
+        }
+    }
+}
+
+impl ModelArgs {
+    /// The run config these flags describe, with the given name, seed and recording.
+    pub fn config(
+        &self,
+        name: String,
+        seed: u64,
+        shuffle: bool,
+        grad_every: GradEvery,
+        record: RecordLevel,
+        data: DataConfig,
+    ) -> RunConfig {
+        RunConfig {
+            name,
+            hidden: self.hidden.clone(),
+            activation: self.activation,
+            init: self.init,
+            init_mean: self.init_mean,
+            init_sd: self.init_sd,
+            init_low: self.init_low,
+            init_high: self.init_high,
+            optimizer: OptimizerConfig {
+                kind: self.optimizer,
+                learning_rate: self.lr.unwrap_or(self.optimizer.default_learning_rate()),
+                rho: self.rho,
+                beta1: self.beta1,
+                beta2: self.beta2,
+                epsilon: self.epsilon,
+                momentum: self.momentum,
+            },
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            seed,
+            shuffle,
+            grad_every,
+            record,
+            data,
+        }
+    }
+}
+
+impl RunArgs {
+    /// The validated run config.
+    pub fn config(&self) -> Result<RunConfig> {
+        let m = &self.model;
+        let name = self.name.clone().unwrap_or_else(|| {
+            let widths: Vec<String> = m.hidden.iter().map(usize::to_string).collect();
+            format!(
+                "{}-{}-{}-{}-s{}",
+                kebab(m.activation),
+                kebab(m.init),
+                kebab(m.optimizer),
+                widths.join("x"),
+                self.seed
+            )
+        });
+        if name.is_empty() || name.contains(['/', '\\']) {
+            bail!("--name `{name}`: must be non-empty and contain no path separator");
+        }
+        let config = m.config(
+            name,
+            self.seed,
+            !self.no_shuffle,
+            self.grad_every,
+            self.record,
+            self.data.config(),
+        );
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// A closed choice as it is spelled on the command line.
+pub fn kebab(value: impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
+}

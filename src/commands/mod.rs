@@ -1,0 +1,18 @@
+//! One module per subcommand; `dispatch` is what `main` calls.
+
+pub mod run;
+pub mod tutorial;
+
+use crate::cli::{Cli, Command};
+use anyhow::Result;
+
+/// Runs the parsed command line.
+pub fn dispatch(cli: Cli) -> Result<()> {
+    // These networks are far too small to gain from intra-op threads; one thread per training
+    // also lets parallel runs share the cores without contention.
+    tch::set_num_threads(1);
+    match cli.command {
+        Command::Run(args) => run::run(&args),
+        Command::Tutorial(args) => tutorial::run(&args),
+    }
+}

@@ -1,0 +1,51 @@
+//! `gradtrace run`: one training, one JSON.
+
+use crate::cli::RunArgs;
+use crate::data::Dataset;
+use crate::output::{progress_bar, PendingFile};
+use crate::record::Status;
+use crate::train::train;
+use anyhow::Result;
+use std::path::PathBuf;
+
+/// Trains the network the flags describe and writes its history.
+pub fn run(args: &RunArgs) -> Result<()> {
+    // Everything that can be wrong with the input fails here, before any training.
+    let config = args.config()?;
+    let device = args.device.resolve("--device")?;
+    let data = Dataset::load(&config.data)?;
+    let path = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("outputs")
+            .join("runs")
+            .join(format!("{}.json", config.name))
+    });
+    let pending = PendingFile::reserve(&path, args.force, "--out")?;
+
+    let bar = progress_bar(config.epochs as u64, "epochs", args.quiet);
+    bar.set_message(config.name.clone());
+    let record = train(&config, &data, device, |_| bar.inc(1))?;
+    bar.finish_and_clear();
+    let written = pending.commit_json(&record)?;
+
+    if let (Status::Diverged, Some(at)) = (record.status, record.diverged_at) {
+        eprintln!(
+            "warning: {} diverged (non-finite loss) at epoch {}, step {} (global step {}); \
+             training stopped there. Try a smaller --lr.",
+            config.name, at.epoch, at.step, at.global_step
+        );
+    }
+    if !args.quiet {
+        let eval = record.evaluation;
+        println!(
+            "{}: accuracy {:.3} -> {:.3}, loss {:.4} -> {:.4}, {:.2} s; wrote {}",
+            config.name,
+            eval.before.accuracy,
+            eval.after.accuracy,
+            eval.before.loss,
+            eval.after.loss,
+            record.wall_time_s,
+            written.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! The validated, serializable description of one run.
+//!
+//! The command line (`cli.rs`) is parsed into these types and checked here, once; everything
+//! downstream (training, recording, the JSON) reads only a `RunConfig`. Every field is saved in
+//! the run's JSON, so a plot or a notebook never has to guess how a history was made.
+
+use anyhow::{bail, Result};
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Hidden-layer nonlinearity. The output layer is always one logit (sigmoid applied in the loss).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activation {
+    /// Logistic sigmoid, 1 / (1 + e^-x): saturates at both ends, the study's failing case.
+    Sigmoid,
+    /// Hyperbolic tangent: zero-centred, saturates at ±1.
+    Tanh,
+    /// max(0, x).
+    Relu,
+    /// max(x, 0.2 x): Keras's default negative slope for `leaky_relu`.
+    LeakyRelu,
+    /// x for x > 0, e^x - 1 otherwise (alpha 1).
+    Elu,
+    /// Scaled ELU with the self-normalising constants of Klambauer et al. (2017).
+    Selu,
+    /// Gaussian error linear unit, exact (erf) form, as Keras's default.
+    Gelu,
+    /// ln(1 + e^x).
+    Softplus,
+    /// x / (1 + |x|).
+    Softsign,
+    /// Identity: no nonlinearity.
+    Linear,
+}
+
+/// How every kernel (the output layer's too) is drawn. Biases always start at zero, as in Keras.
+///
+/// `fan_in` and `fan_out` are a layer's input and output widths. The truncated-normal variants
+/// follow Keras: draws beyond two S.D. are redrawn and the S.D. is divided by 0.8796256610342398
+/// so that the truncated distribution keeps the intended variance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Init {
+    /// Normal with `--init-mean` and `--init-sd` (the study uses mean 0, S.D. 1).
+    Normal,
+    /// Uniform on [`--init-low`, `--init-high`].
+    Uniform,
+    /// Uniform on ±sqrt(6 / (fan_in + fan_out)): Keras's Dense default.
+    GlorotUniform,
+    /// Truncated normal, S.D. sqrt(2 / (fan_in + fan_out)).
+    GlorotNormal,
+    /// Uniform on ±sqrt(6 / fan_in).
+    HeUniform,
+    /// Truncated normal, S.D. sqrt(2 / fan_in).
+    HeNormal,
+    /// Truncated normal, S.D. sqrt(1 / fan_in).
+    LecunNormal,
+}
+
+/// The update rule. All three are written out in `optim.rs` with Keras's constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    /// Keras RMSprop: epsilon inside the square root.
+    Rmsprop,
+    /// Keras Adam: epsilon added to sqrt(v) after the bias correction is folded into the rate.
+    Adam,
+    /// Plain or momentum SGD, Keras form.
+    Sgd,
+}
+
+impl OptimizerKind {
+    /// Keras's default learning rate for this optimizer.
+    pub fn default_learning_rate(self) -> f64 {
+        match self {
+            OptimizerKind::Rmsprop | OptimizerKind::Adam => 1e-3,
+            OptimizerKind::Sgd => 1e-2,
+        }
+    }
+}
+
+/// Optimizer and all of its constants, resolved (no "default" left to guess).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerConfig {
+    /// Which update rule.
+    pub kind: OptimizerKind,
+    /// Step size.
+    pub learning_rate: f64,
+    /// RMSprop: decay of the running mean of squared gradients.
+    pub rho: f64,
+    /// Adam: decay of the first-moment estimate.
+    pub beta1: f64,
+    /// Adam: decay of the second-moment estimate.
+    pub beta2: f64,
+    /// RMSprop and Adam: the small constant that keeps the division finite.
+    pub epsilon: f64,
+    /// SGD: momentum (0 for plain SGD).
+    pub momentum: f64,
+}
+
+/// Where the training points come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "kebab-case")]
+pub enum DataConfig {
+    /// scikit-learn's `make_circles`: an outer circle (label 0) and an inner one (label 1).
+    TwoCircles {
+        /// Number of points; the outer circle gets the smaller half.
+        samples: usize,
+        /// Inner radius over outer radius, in (0, 1).
+        factor: f64,
+        /// S.D. of the Gaussian noise added to each coordinate (0 for exact circles).
+        noise: f64,
+        /// Seed of the data generator (independent of the run seed).
+        seed: u64,
+    },
+    /// A CSV file of `x0,x1,label` rows, labels 0 or 1, an optional `x0,x1,label` header.
+    Csv {
+        /// The file, as given on the command line.
+        path: PathBuf,
+    },
+}
+
+/// When kernel gradients are recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GradEvery {
+    /// At the first step of every epoch, and once more after the last step.
+    Epoch,
+    /// Every this many steps (counting from step 0), and once more after the last step.
+    Steps(usize),
+    /// Not at all (weights are still captured every epoch).
+    Never,
+}
+
+/// How much of each record goes into the JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordLevel {
+    /// Summary statistics and the full kernel, bias and gradient matrices.
+    Full,
+    /// Summary statistics only: for networks too large to store whole every epoch.
+    Stats,
+}
+
+/// Everything that decides a run's history. Same config, same device: same history, bit for bit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Free-form label, used for the output file name and in tables.
+    pub name: String,
+    /// Hidden-layer widths from input to output; the network is 2 -> hidden... -> 1.
+    pub hidden: Vec<usize>,
+    /// Nonlinearity of every hidden layer.
+    pub activation: Activation,
+    /// Kernel initializer for every layer.
+    pub init: Init,
+    /// `normal`: mean of the kernel entries.
+    pub init_mean: f64,
+    /// `normal`: S.D. of the kernel entries.
+    pub init_sd: f64,
+    /// `uniform`: lower bound of the kernel entries.
+    pub init_low: f64,
+    /// `uniform`: upper bound of the kernel entries.
+    pub init_high: f64,
+    /// The optimizer and its constants.
+    pub optimizer: OptimizerConfig,
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Samples per step; the last, partial batch of an epoch is used too.
+    pub batch_size: usize,
+    /// Seed of the run: initial kernels and the batch order of every epoch.
+    pub seed: u64,
+    /// Reshuffle the training set before every epoch.
+    pub shuffle: bool,
+    /// When gradients are recorded.
+    pub grad_every: GradEvery,
+    /// Full matrices or statistics only.
+    pub record: RecordLevel,
+    /// The training data.
+    pub data: DataConfig,
+}
+
+impl RunConfig {
+    /// Rejects values that would make a run meaningless, naming the flag to change.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            bail!("--epochs must be at least 1 (got 0)");
+        }
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1 (got 0)");
+        }
+        if self.hidden.is_empty() {
+            bail!("--hidden needs at least one width, e.g. --hidden 5,5,5,5");
+        }
+        if let Some(i) = self.hidden.iter().position(|&w| w == 0) {
+            bail!(
+                "--hidden: width {} of layer {} is 0; every width must be at least 1",
+                0,
+                i + 1
+            );
+        }
+        if let GradEvery::Steps(0) = self.grad_every {
+            bail!("--grad-every must be `epoch`, `never` or a step count of at least 1 (got 0)");
+        }
+        if self.init == Init::Uniform && self.init_low >= self.init_high {
+            bail!(
+                "--init-low ({}) must be below --init-high ({})",
+                self.init_low,
+                self.init_high
+            );
+        }
+        if self.init == Init::Normal && !(self.init_sd >= 0.0 && self.init_sd.is_finite()) {
+            bail!(
+                "--init-sd must be a finite number of at least 0 (got {})",
+                self.init_sd
+            );
+        }
+        let opt = &self.optimizer;
+        if !(opt.learning_rate > 0.0 && opt.learning_rate.is_finite()) {
+            bail!("--lr must be a positive number (got {})", opt.learning_rate);
+        }
+        for (flag, value) in [
+            ("--rho", opt.rho),
+            ("--beta1", opt.beta1),
+            ("--beta2", opt.beta2),
+        ] {
+            if !(0.0..1.0).contains(&value) {
+                bail!("{flag} must be in [0, 1) (got {value})");
+            }
+        }
+        if !(0.0..1.0).contains(&opt.momentum) {
+            bail!("--momentum must be in [0, 1) (got {})", opt.momentum);
+        }
+        if !(opt.epsilon > 0.0) {
+            bail!("--epsilon must be positive (got {})", opt.epsilon);
+        }
+        if let DataConfig::TwoCircles {
+            samples,
+            factor,
+            noise,
+            ..
+        } = self.data
+        {
+            if samples < 2 {
+                bail!(
+                    "--samples must be at least 2 so that both circles get a point (got {samples})"
+                );
+            }
+            if !(factor > 0.0 && factor < 1.0) {
+                bail!("--factor must be strictly between 0 and 1 (got {factor})");
+            }
+            if !(noise >= 0.0 && noise.is_finite()) {
+                bail!("--noise must be 0 or positive (got {noise})");
+            }
+        }
+        Ok(())
+    }
+
+    /// Layer widths from input to output, e.g. [2, 5, 5, 5, 5, 1].
+    pub fn widths(&self) -> Vec<usize> {
+        let mut widths = vec![2];
+        widths.extend(&self.hidden);
+        widths.push(1);
+        widths
+    }
+}

@@ -1,0 +1,21 @@
+//! gradtrace: train small multilayer perceptrons with libtorch and record how every layer's
+//! gradients and weights evolve, as JSON histories for analysis and plotting.
+//!
+//! The binary (`main.rs`) is a thin command line over this library; tests use the library
+//! directly where a command line would only get in the way.
+
+pub mod activation;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod data;
+pub mod init;
+pub mod model;
+pub mod optim;
+pub mod output;
+pub mod pool;
+pub mod record;
+pub mod train;
+
+#[cfg(test)]
+pub(crate) mod testing;

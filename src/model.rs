@@ -1,0 +1,200 @@
+//! The multilayer perceptron and its hand-written back-propagation.
+//!
+//! All parameters live in one flat tensor, and all gradients in another, with each layer's
+//! kernel and bias a view into them. The optimizer then updates the whole network in a handful
+//! of libtorch calls, and a recording copies every gradient to the host in a single transfer.
+//! Kernels use Keras's layout, `[inputs, units]`, so that `z = x @ kernel + bias`.
+
+use crate::config::{Activation, RunConfig};
+use crate::init::draw_kernel;
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Kind, Tensor};
+
+/// Where one layer's kernel and bias sit in the flat parameter vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerSlot {
+    /// Input width.
+    pub inputs: usize,
+    /// Output width (units).
+    pub units: usize,
+    /// Offset of the kernel's first entry (row-major `[inputs, units]`).
+    pub kernel_offset: usize,
+    /// Offset of the bias's first entry.
+    pub bias_offset: usize,
+}
+
+/// Lays the layers of a network with these widths end to end: kernel, then bias, layer by layer.
+pub fn layout(widths: &[usize]) -> (Vec<LayerSlot>, usize) {
+    let mut slots = Vec::with_capacity(widths.len() - 1);
+    let mut offset = 0;
+    for pair in widths.windows(2) {
+        let (inputs, units) = (pair[0], pair[1]);
+        slots.push(LayerSlot {
+            inputs,
+            units,
+            kernel_offset: offset,
+            bias_offset: offset + inputs * units,
+        });
+        offset += inputs * units + units;
+    }
+    (slots, offset)
+}
+
+/// Views of one layer into the flat parameter and gradient tensors.
+struct LayerViews {
+    kernel: Tensor,
+    kernel_t: Tensor,
+    bias: Tensor,
+    grad_kernel: Tensor,
+    grad_bias: Tensor,
+}
+
+/// An MLP with one logit output. Holds no autograd state: nothing here builds a graph.
+pub struct Mlp {
+    /// Hidden-layer activation (the output layer is linear: its logit goes to the loss).
+    pub activation: Activation,
+    /// Where each layer sits in `params` and `grads`.
+    pub slots: Vec<LayerSlot>,
+    /// Every kernel and bias, flat, in `slots` order.
+    pub params: Tensor,
+    /// The gradient of the last `compute_gradients` call, laid out like `params`.
+    pub grads: Tensor,
+    views: Vec<LayerViews>,
+}
+
+impl Mlp {
+    /// Wraps a flat parameter tensor (any float kind, any device) laid out as `layout(widths)`.
+    pub fn from_flat(widths: &[usize], activation: Activation, params: Tensor) -> Mlp {
+        let (slots, total) = layout(widths);
+        assert_eq!(
+            params.size(),
+            [total as i64],
+            "flat parameters do not match the widths"
+        );
+        let grads = params.zeros_like();
+        let views = slots
+            .iter()
+            .map(|s| {
+                let view = |t: &Tensor, offset: usize, shape: &[i64]| {
+                    let len: i64 = shape.iter().product();
+                    t.narrow(0, offset as i64, len).view(shape)
+                };
+                let kernel_shape = [s.inputs as i64, s.units as i64];
+                let kernel = view(&params, s.kernel_offset, &kernel_shape);
+                LayerViews {
+                    kernel_t: kernel.tr(),
+                    kernel,
+                    bias: view(&params, s.bias_offset, &[s.units as i64]),
+                    grad_kernel: view(&grads, s.kernel_offset, &kernel_shape),
+                    grad_bias: view(&grads, s.bias_offset, &[s.units as i64]),
+                }
+            })
+            .collect();
+        Mlp {
+            activation,
+            slots,
+            params,
+            grads,
+            views,
+        }
+    }
+
+    /// Draws a fresh network for `config`: kernels from its initializer, biases zero (float32).
+    pub fn init(config: &RunConfig, rng: &mut ChaCha8Rng, device: Device) -> Mlp {
+        let widths = config.widths();
+        let (slots, total) = layout(&widths);
+        let mut flat = vec![0f32; total];
+        for slot in &slots {
+            let kernel = draw_kernel(config, slot.inputs, slot.units, rng);
+            flat[slot.kernel_offset..slot.bias_offset].copy_from_slice(&kernel);
+        }
+        let params = Tensor::from_slice(&flat).to_device(device);
+        Mlp::from_flat(&widths, config.activation, params)
+    }
+
+    /// Logits for the inputs `x` (`[n, inputs]`), shape `[n, 1]`.
+    pub fn logits(&self, x: &Tensor) -> Tensor {
+        let mut a = x.shallow_clone();
+        let last = self.views.len() - 1;
+        for (l, layer) in self.views.iter().enumerate() {
+            let z = layer.bias.addmm(&a, &layer.kernel);
+            a = if l < last {
+                self.activation.forward(&z)
+            } else {
+                z
+            };
+        }
+        a
+    }
+
+    /// Forward and backward on one batch: fills `grads` with the gradient of the mean binary
+    /// cross-entropy (computed from the logits) and returns the logits, `[n, 1]`.
+    pub fn compute_gradients(&mut self, x: &Tensor, y: &Tensor) -> Tensor {
+        // Forward, keeping each layer's input and pre-activation for the backward pass.
+        let last = self.views.len() - 1;
+        let mut inputs = Vec::with_capacity(self.views.len());
+        let mut pre = Vec::with_capacity(self.views.len());
+        let mut a = x.shallow_clone();
+        for (l, layer) in self.views.iter().enumerate() {
+            let z = layer.bias.addmm(&a, &layer.kernel);
+            let next = if l < last {
+                self.activation.forward(&z)
+            } else {
+                z.shallow_clone()
+            };
+            inputs.push(a);
+            pre.push(z);
+            a = next;
+        }
+        let logits = a;
+
+        // d(mean BCE)/d(logit) = (sigmoid(logit) - y) / n.
+        let n = x.size()[0] as f64;
+        let mut dz = (logits.sigmoid() - y) * (1.0 / n);
+
+        // Backward, writing straight into the flat gradient's views.
+        for l in (0..self.views.len()).rev() {
+            let layer = &self.views[l];
+            let _ = inputs[l].tr().mm_out(&layer.grad_kernel, &dz);
+            let _ = dz.sum_intlist_out(&layer.grad_bias, [0i64].as_slice(), false, None::<Kind>);
+            if l > 0 {
+                let da = dz.mm(&layer.kernel_t);
+                dz = self.activation.backward(&da, &pre[l - 1], &inputs[l]);
+            }
+        }
+        logits
+    }
+}
+
+/// Mean binary cross-entropy of one logit against a 0/1 label, in the stable form
+/// `max(z, 0) - z y + ln(1 + e^-|z|)` (what Keras computes for a sigmoid output from logits).
+pub fn bce_from_logit(logit: f64, label: f64) -> f64 {
+    logit.max(0.0) - logit * label + (-logit.abs()).exp().ln_1p()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_packs_kernel_then_bias_per_layer() {
+        let (slots, total) = layout(&[2, 5, 1]);
+        assert_eq!(total, 2 * 5 + 5 + 5 + 1);
+        assert_eq!(slots[0].bias_offset, 10);
+        assert_eq!(slots[1].kernel_offset, 15);
+        assert_eq!(slots[1].bias_offset, 20);
+    }
+
+    #[test]
+    fn the_stable_cross_entropy_matches_the_naive_formula_where_that_is_finite() {
+        for (z, y) in [(0.3, 1.0), (-2.0, 0.0), (4.0, 0.0), (-7.5, 1.0)] {
+            let p = 1.0 / (1.0 + (-z as f64).exp());
+            let naive = -(y * p.ln() + (1.0 - y) * (1.0 - p).ln());
+            assert!((bce_from_logit(z, y) - naive).abs() < 1e-12);
+        }
+        assert!(
+            (bce_from_logit(-800.0, 1.0) - 800.0).abs() < 1e-9,
+            "no overflow far out"
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! Writing results without ever leaving half a file, and the one place progress bars are made.
+//!
+//! A run's JSON is written to a temporary file in the destination folder and renamed into place,
+//! so a reader (or a crash) sees either the whole file or none. The temporary file is created
+//! before training starts, so an unwritable destination fails in milliseconds, not after a run.
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use tempfile::NamedTempFile;
+
+/// A destination file, reserved before the work that fills it.
+pub struct PendingFile {
+    path: PathBuf,
+    temp: NamedTempFile,
+    replace: bool,
+    /// Folders this reservation created, removed again if nothing is committed.
+    created: Vec<PathBuf>,
+    committed: bool,
+}
+
+impl PendingFile {
+    /// Checks that `path` can be written (creating its folder) and reserves a temporary file
+    /// beside it. An existing file is an error unless `replace` is set. `flag` names the option
+    /// the path came from, for the error message.
+    pub fn reserve(path: &Path, replace: bool, flag: &str) -> Result<PendingFile> {
+        let shown = path.display();
+        if path.is_dir() {
+            bail!("{flag} {shown}: is a folder; give a file name such as {shown}/run.json");
+        }
+        if path.exists() && !replace {
+            bail!("{flag} {shown}: the file exists; pass --force to replace it or choose another");
+        }
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let created = create_folders(&folder)
+            .with_context(|| format!("{flag} {shown}: cannot create the folder; choose another"))?;
+        let temp = tempfile::Builder::new()
+            .prefix(".gradtrace-")
+            .suffix(".tmp")
+            .tempfile_in(&folder);
+        let temp = match temp {
+            Ok(t) => t,
+            Err(e) => {
+                remove_empty(&created);
+                bail!(
+                    "{flag} {shown}: cannot write in {}: {e}; choose another",
+                    folder.display()
+                );
+            }
+        };
+        Ok(PendingFile {
+            path: path.to_path_buf(),
+            temp,
+            replace,
+            created,
+            committed: false,
+        })
+    }
+
+    /// The final path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `value` as pretty JSON with a trailing newline and renames it into place.
+    pub fn commit_json(mut self, value: &impl Serialize) -> Result<PathBuf> {
+        let shown = self.path.display().to_string();
+        let mut writer = std::io::BufWriter::new(self.temp.as_file_mut());
+        serde_json::to_writer_pretty(&mut writer, value)
+            .and_then(|()| writer.write_all(b"\n").map_err(serde_json::Error::io))
+            .with_context(|| format!("writing {shown}"))?;
+        writer.flush().with_context(|| format!("writing {shown}"))?;
+        drop(writer);
+        self.commit_inner()
+    }
+
+    fn commit_inner(mut self) -> Result<PathBuf> {
+        let shown = self.path.display().to_string();
+        let temp = std::mem::replace(&mut self.temp, NamedTempFile::new()?);
+        let persisted = if self.replace {
+            temp.persist(&self.path).map(|_| ())
+        } else {
+            temp.persist_noclobber(&self.path).map(|_| ())
+        };
+        persisted.map_err(|e| e.error).with_context(|| {
+            format!(
+                "{shown}: could not move the finished file into place; was it created meanwhile?"
+            )
+        })?;
+        self.committed = true;
+        Ok(self.path.clone())
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            remove_empty(&self.created);
+        }
+    }
+}
+
+/// Creates `folder` and any missing parents, returning those it created, deepest first.
+fn create_folders(folder: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut current = Some(folder);
+    while let Some(f) = current {
+        if f.as_os_str().is_empty() || f.exists() {
+            break;
+        }
+        missing.push(f.to_path_buf());
+        current = f.parent();
+    }
+    std::fs::create_dir_all(folder)?;
+    Ok(missing)
+}
+
+/// Removes folders that are still empty (a failed run leaves nothing behind).
+fn remove_empty(folders: &[PathBuf]) {
+    for folder in folders {
+        let _ = std::fs::remove_dir(folder);
+    }
+}
+
+/// A progress bar on stderr, drawn only for a terminal and without `--quiet`.
+pub fn progress_bar(len: u64, unit: &str, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    let template =
+        format!("{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{elapsed}}, {{eta}} left)");
+    bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
+    bar
+}
