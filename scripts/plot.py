@@ -9,8 +9,9 @@ For every run it writes:
 
 A gradient record is placed at epoch + step / steps per epoch, so a record at the first step of
 epoch e sits at e, and the record taken over the whole training set after the last step sits one
-epoch past the last. Panels whose values span more than two decades get a log scale (symmetric
-log where values change sign); the gradient S.D. always does. Missing values (null in the JSON,
+epoch past the last. Positive quantities (S.D., loss) get a log scale when they span more than
+two decades, the gradient S.D. always; means change sign and stay linear, since a symmetric log
+scale makes every sign flip look like a jump of decades. Missing values (null in the JSON,
 written for non-finite numbers) leave gaps in the lines.
 
 Everything comes from the JSON alone. Usage: plot.py PATH... where a PATH is a run JSON or a
@@ -83,15 +84,12 @@ def title(run):
 
 
 def scale_to_fit(ax, values, always_log=False):
-    """Log y scale when the finite, non-zero magnitudes span over two decades (or when asked)."""
-    magnitudes = np.abs(values[np.isfinite(values) & (values != 0)])
-    if magnitudes.size == 0:
+    """Log y scale for positive values spanning over two decades (or when asked); else linear."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0 or not np.all(finite > 0):
         return
-    wide = magnitudes.max() / magnitudes.min() > 100
-    if np.all(values[np.isfinite(values)] > 0) and (wide or always_log):
+    if always_log or finite.max() / finite.min() > 100:
         ax.set_yscale("log")
-    elif wide:
-        ax.set_yscale("symlog", linthresh=max(magnitudes.min(), magnitudes.max() * 1e-6))
 
 
 def draw_layers(ax, x, values, names, ylabel, always_log=False):

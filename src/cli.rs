@@ -10,7 +10,7 @@ use tch::Device;
 
 /// Watch gradients flow (or vanish) through deep networks while they train.
 #[derive(Debug, Parser)]
-#[command(name = "gradtrace", version, about)]
+#[command(name = "gradtrace", version, about, args_override_self = true)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -54,7 +54,7 @@ pub struct ModelArgs {
     pub init_high: f64,
 
     /// Hidden-layer widths, input side first; the depth follows from the list.
-    #[arg(long, value_delimiter = ',', default_value = "5,5,5,5")]
+    #[arg(long, value_delimiter = ',', default_value = "5,5,5,5", action = clap::ArgAction::Set)]
     pub hidden: Vec<usize>,
 
     /// Update rule.

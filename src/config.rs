@@ -195,8 +195,7 @@ impl RunConfig {
         }
         if let Some(i) = self.hidden.iter().position(|&w| w == 0) {
             bail!(
-                "--hidden: width {} of layer {} is 0; every width must be at least 1",
-                0,
+                "--hidden: hidden layer {} has width 0; every width must be at least 1",
                 i + 1
             );
         }

@@ -5,6 +5,12 @@ use gradtrace::cli::Cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Die quietly when a reader such as `head` closes the pipe, as command-line tools do,
+    // instead of panicking on the next print.
+    // SAFETY: restoring the default action of one signal before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {

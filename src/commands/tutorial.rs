@@ -181,22 +181,23 @@ fn experiments(args: &TutorialArgs) -> Vec<Experiment> {
     ];
     for (number, init) in [(2u8, Init::Normal), (4, args.init)] {
         for (record_gradients, stage) in [(false, "weights"), (true, "gradients")] {
+            // The study's experiment 3 is experiment 2 with gradients recorded.
+            let number = if number == 2 && record_gradients {
+                3
+            } else {
+                number
+            };
             for (activation, published_fit, published_loop) in deep {
                 let name = format!("{number}-{stage}-{}-{}", kebab(activation), kebab(init));
                 let mut config = base(name, vec![5; 4], activation, init, OptimizerKind::Rmsprop);
-                let published = match (number, record_gradients) {
-                    (2, false) => Some(published_fit),
-                    (2, true) => Some(published_loop),
+                let published = match number {
+                    2 => Some(published_fit),
+                    3 => Some(published_loop),
                     _ => None,
                 };
                 if record_gradients {
                     config.grad_every = GradEvery::Epoch;
                 }
-                let number = if number == 2 && record_gradients {
-                    3
-                } else {
-                    number
-                };
                 runs.push(Experiment {
                     number,
                     config,

@@ -1,0 +1,96 @@
+//! Helpers shared by the end-to-end tests: the binary, a scratch folder, tiny run flags.
+
+#![allow(dead_code)]
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::path::Path;
+
+/// The `gradtrace` binary built with the tests.
+pub fn gradtrace() -> Command {
+    Command::cargo_bin("gradtrace").expect("the binary is built with the tests")
+}
+
+/// Flags for a run that finishes in well under a second (add `SMALL_DATA` unless using --csv).
+pub const TINY: &[&str] = &[
+    "--hidden",
+    "4,3",
+    "--activation",
+    "tanh",
+    "--init",
+    "normal",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "32",
+    "--quiet",
+];
+
+/// Reads and parses a JSON file.
+pub fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every entry of a folder, recursively, as paths relative to it (to prove nothing was written).
+pub fn listing(folder: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(folder) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            found.push(path.strip_prefix(folder).unwrap().display().to_string());
+            if path.is_dir() {
+                found.extend(
+                    listing(&path)
+                        .into_iter()
+                        .map(|p| format!("{}/{p}", entry.file_name().to_string_lossy())),
+                );
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Two circles of 100 points: 4 steps an epoch at batch 32.
+pub const SMALL_DATA: &[&str] = &["--samples", "100"];
+
+use gradtrace::config::{
+    Activation, DataConfig, GradEvery, Init, OptimizerConfig, OptimizerKind, RecordLevel, RunConfig,
+};
+
+/// The study's 2-5-5-5-5-1 network with normal(0, 1) kernels and Keras RMSprop, on a reduced
+/// budget: 600 points, 60 epochs, batch 32.
+pub fn study_config(activation: Activation, seed: u64) -> RunConfig {
+    RunConfig {
+        name: format!("study-{activation:?}-{seed}"),
+        hidden: vec![5; 4],
+        activation,
+        init: Init::Normal,
+        init_mean: 0.0,
+        init_sd: 1.0,
+        init_low: -0.05,
+        init_high: 0.05,
+        optimizer: OptimizerConfig {
+            kind: OptimizerKind::Rmsprop,
+            learning_rate: 1e-3,
+            rho: 0.9,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+            momentum: 0.0,
+        },
+        epochs: 60,
+        batch_size: 32,
+        seed,
+        shuffle: true,
+        grad_every: GradEvery::Epoch,
+        record: RecordLevel::Stats,
+        data: DataConfig::TwoCircles {
+            samples: 600,
+            factor: 0.5,
+            noise: 0.1,
+            seed: 0,
+        },
+    }
+}
