@@ -262,14 +262,14 @@ mod tests {
 
     #[test]
     fn summary_matches_a_hand_computation() {
-        // values 1, -2, 3, -4: mean -0.5; deviations 1.5, -1.5, 3.5, -3.5 -> var 6.25, S.D. 2.5;
-        // mean |x| 2.5; L2 sqrt(30).
+        // values 1, -2, 3, -4: mean -0.5; deviations 1.5, -1.5, 3.5, -3.5, squares summing to 29
+        // -> population variance 29 / 4 = 7.25; mean |x| 10 / 4 = 2.5; L2 sqrt(1 + 4 + 9 + 16).
         let s = summarize(&[1.0, -2.0, 3.0, -4.0]);
         assert_eq!(
             s,
             Summary {
                 mean: -0.5,
-                sd: 2.5,
+                sd: 7.25f64.sqrt(),
                 mean_abs: 2.5,
                 l2: 30f64.sqrt()
             }
