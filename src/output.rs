@@ -11,13 +11,18 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
 
-/// A destination file, reserved before the work that fills it.
+/// A destination file, reserved before the work that fills it. Dropped without a commit, it
+/// leaves nothing behind: the temporary file goes, then any folder the reservation created.
 pub struct PendingFile {
     path: PathBuf,
     temp: NamedTempFile,
     replace: bool,
-    /// Folders this reservation created, removed again if nothing is committed.
-    created: Vec<PathBuf>,
+    folders: FolderGuard,
+}
+
+/// Folders a reservation created, removed again (if still empty) unless the file was committed.
+struct FolderGuard {
+    folders: Vec<PathBuf>,
     committed: bool,
 }
 
@@ -53,18 +58,16 @@ impl PendingFile {
                 );
             }
         };
+        let folders = FolderGuard {
+            folders: created,
+            committed: false,
+        };
         Ok(PendingFile {
             path: path.to_path_buf(),
             temp,
             replace,
-            created,
-            committed: false,
+            folders,
         })
-    }
-
-    /// The final path.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Writes `value` as pretty JSON with a trailing newline and renames it into place.
@@ -72,35 +75,40 @@ impl PendingFile {
         let shown = self.path.display().to_string();
         let mut writer = std::io::BufWriter::new(self.temp.as_file_mut());
         serde_json::to_writer_pretty(&mut writer, value)
-            .and_then(|()| writer.write_all(b"\n").map_err(serde_json::Error::io))
+            .map_err(anyhow::Error::from)
+            .and_then(|()| Ok(writer.write_all(b"\n")?))
+            .and_then(|()| Ok(writer.flush()?))
             .with_context(|| format!("writing {shown}"))?;
-        writer.flush().with_context(|| format!("writing {shown}"))?;
         drop(writer);
-        self.commit_inner()
-    }
 
-    fn commit_inner(mut self) -> Result<PathBuf> {
-        let shown = self.path.display().to_string();
-        let temp = std::mem::replace(&mut self.temp, NamedTempFile::new()?);
+        // Temporary files are created private (0600); a result is an ordinary file.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let readable = std::fs::Permissions::from_mode(0o644);
+            std::fs::set_permissions(self.temp.path(), readable)
+                .with_context(|| format!("{shown}: cannot set the file's permissions"))?;
+        }
+
         let persisted = if self.replace {
-            temp.persist(&self.path).map(|_| ())
+            self.temp.persist(&self.path).map(|_| ())
         } else {
-            temp.persist_noclobber(&self.path).map(|_| ())
+            self.temp.persist_noclobber(&self.path).map(|_| ())
         };
         persisted.map_err(|e| e.error).with_context(|| {
             format!(
                 "{shown}: could not move the finished file into place; was it created meanwhile?"
             )
         })?;
-        self.committed = true;
-        Ok(self.path.clone())
+        self.folders.committed = true;
+        Ok(self.path)
     }
 }
 
-impl Drop for PendingFile {
+impl Drop for FolderGuard {
     fn drop(&mut self) {
         if !self.committed {
-            remove_empty(&self.created);
+            remove_empty(&self.folders);
         }
     }
 }

@@ -93,14 +93,16 @@ pub fn run(args: &TutorialArgs) -> Result<()> {
     );
     bar.finish_and_clear();
 
-    // Write every history, then the summary.
+    // Write nothing unless every run trained; then every history, then the summary.
+    let records: Vec<RunRecord> = experiments
+        .iter()
+        .zip(records)
+        .map(|(e, r)| r.with_context(|| format!("run {}", e.config.name)))
+        .collect::<Result<_>>()?;
     let mut rows = Vec::with_capacity(experiments.len());
-    let mut written = Vec::with_capacity(experiments.len());
-    for ((experiment, record), file) in experiments.iter().zip(records).zip(files) {
-        let record = record.with_context(|| format!("run {}", experiment.config.name))?;
-        let path = file.commit_json(&record)?;
-        rows.push(summary_row(experiment, &record, &path));
-        written.push(path);
+    for ((experiment, record), file) in experiments.iter().zip(&records).zip(files) {
+        let path = file.commit_json(record)?;
+        rows.push(summary_row(experiment, record, &path));
     }
     summary_file.commit_json(&rows)?;
 
