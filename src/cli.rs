@@ -146,9 +146,11 @@ impl DataArgs {
 /// Flags of `gradtrace run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Network, initializer, optimizer and training flags.
     #[command(flatten)]
     pub model: ModelArgs,
 
+    /// Data flags.
     #[command(flatten)]
     pub data: DataArgs,
 

@@ -231,7 +231,7 @@ impl RunConfig {
         if !(0.0..1.0).contains(&opt.momentum) {
             bail!("--momentum must be in [0, 1) (got {})", opt.momentum);
         }
-        if !(opt.epsilon > 0.0) {
+        if opt.epsilon.is_nan() || opt.epsilon <= 0.0 {
             bail!("--epsilon must be positive (got {})", opt.epsilon);
         }
         if let DataConfig::TwoCircles {

@@ -4,6 +4,8 @@
 //! The binary (`main.rs`) is a thin command line over this library; tests use the library
 //! directly where a command line would only get in the way.
 
+#![warn(missing_docs)]
+
 pub mod activation;
 pub mod cli;
 pub mod commands;

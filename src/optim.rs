@@ -34,8 +34,8 @@ impl Optimizer {
     /// - RMSprop (Keras): `s = rho s + (1 - rho) g²`, `w -= lr g / sqrt(s + eps)`. PyTorch adds
     ///   epsilon outside the square root instead.
     /// - Adam (Keras): `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g²`,
-    ///   `w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)`: epsilon is not bias-corrected,
-    ///   unlike PyTorch's Adam.
+    ///   `w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)`: epsilon is not
+    ///   bias-corrected, unlike PyTorch's Adam.
     /// - SGD (Keras): `u = momentum u - lr g`, `w += u`.
     pub fn step(&mut self, params: &mut Tensor, grads: &Tensor) {
         let c = &self.config;

@@ -177,7 +177,7 @@ pub fn train(
 fn records_at(every: GradEvery, step: usize, global_step: usize) -> bool {
     match every {
         GradEvery::Epoch => step == 0,
-        GradEvery::Steps(n) => global_step % n == 0,
+        GradEvery::Steps(n) => global_step.is_multiple_of(n),
         GradEvery::Never => false,
     }
 }
