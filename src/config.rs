@@ -100,6 +100,21 @@ pub struct OptimizerConfig {
     pub momentum: f64,
 }
 
+impl OptimizerConfig {
+    /// The optimizer with Keras's default constants and learning rate.
+    pub fn keras(kind: OptimizerKind) -> OptimizerConfig {
+        OptimizerConfig {
+            kind,
+            learning_rate: kind.default_learning_rate(),
+            rho: 0.9,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+            momentum: 0.0,
+        }
+    }
+}
+
 /// Where the training points come from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "source", rename_all = "kebab-case")]
@@ -182,6 +197,41 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// A run on the study's terms: two circles (1000 points, factor 0.5, noise 0.1, data seed 0),
+    /// 100 epochs of batch 32 with reshuffling, Keras's optimizer constants, `normal` meaning
+    /// normal(0, 1), gradients recorded at the first step of every epoch, full records, seed 0.
+    pub fn study(
+        name: impl Into<String>,
+        hidden: Vec<usize>,
+        activation: Activation,
+        init: Init,
+        optimizer: OptimizerKind,
+    ) -> RunConfig {
+        RunConfig {
+            name: name.into(),
+            hidden,
+            activation,
+            init,
+            init_mean: 0.0,
+            init_sd: 1.0,
+            init_low: -0.05,
+            init_high: 0.05,
+            optimizer: OptimizerConfig::keras(optimizer),
+            epochs: 100,
+            batch_size: 32,
+            seed: 0,
+            shuffle: true,
+            grad_every: GradEvery::Epoch,
+            record: RecordLevel::Full,
+            data: DataConfig::TwoCircles {
+                samples: 1000,
+                factor: 0.5,
+                noise: 0.1,
+                seed: 0,
+            },
+        }
+    }
+
     /// Rejects values that would make a run meaningless, naming the flag to change.
     pub fn validate(&self) -> Result<()> {
         if self.epochs == 0 {

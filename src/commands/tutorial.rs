@@ -10,9 +10,7 @@
 //! then one table, a summary JSON, and the figures (drawn by `scripts/plot.py` from the JSON).
 
 use crate::cli::{kebab, TutorialArgs};
-use crate::config::{
-    Activation, DataConfig, GradEvery, Init, OptimizerConfig, OptimizerKind, RecordLevel, RunConfig,
-};
+use crate::config::{Activation, GradEvery, Init, OptimizerKind, RunConfig};
 use crate::data::Dataset;
 use crate::output::{progress_bar, PendingFile};
 use crate::pool::{default_jobs, map_parallel};
@@ -120,37 +118,11 @@ pub fn run(args: &TutorialArgs) -> Result<()> {
 
 /// The study's runs, in the order of the table.
 fn experiments(args: &TutorialArgs) -> Vec<Experiment> {
-    let data = DataConfig::TwoCircles {
-        samples: 1000,
-        factor: 0.5,
-        noise: 0.1,
-        seed: 0,
-    };
-    let base = |name: String, hidden: Vec<usize>, activation, init, optimizer| RunConfig {
-        name,
-        hidden,
-        activation,
-        init,
-        init_mean: 0.0,
-        init_sd: 1.0,
-        init_low: -0.05,
-        init_high: 0.05,
-        optimizer: OptimizerConfig {
-            kind: optimizer,
-            learning_rate: 1e-3,
-            rho: 0.9,
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-7,
-            momentum: 0.0,
-        },
-        epochs: args.epochs,
-        batch_size: 32,
-        seed: 0,
-        shuffle: true,
-        grad_every: GradEvery::Never,
-        record: RecordLevel::Full,
-        data: data.clone(),
+    let base = |name: String, hidden, activation, init, optimizer| {
+        let mut config = RunConfig::study(name, hidden, activation, init, optimizer);
+        config.epochs = args.epochs;
+        config.grad_every = GradEvery::Never;
+        config
     };
 
     let mut runs = Vec::new();

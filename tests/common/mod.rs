@@ -55,42 +55,27 @@ pub fn listing(folder: &Path) -> Vec<String> {
 /// Two circles of 100 points: 4 steps an epoch at batch 32.
 pub const SMALL_DATA: &[&str] = &["--samples", "100"];
 
-use gradtrace::config::{
-    Activation, DataConfig, GradEvery, Init, OptimizerConfig, OptimizerKind, RecordLevel, RunConfig,
-};
+use gradtrace::config::{Activation, DataConfig, Init, OptimizerKind, RecordLevel, RunConfig};
 
 /// The study's 2-5-5-5-5-1 network with normal(0, 1) kernels and Keras RMSprop, on a reduced
-/// budget: 600 points, 60 epochs, batch 32.
+/// budget: 600 points, 60 epochs, batch 32, statistics only.
 pub fn study_config(activation: Activation, seed: u64) -> RunConfig {
-    RunConfig {
-        name: format!("study-{activation:?}-{seed}"),
-        hidden: vec![5; 4],
+    let name = format!("study-{activation:?}-{seed}");
+    let mut config = RunConfig::study(
+        name,
+        vec![5; 4],
         activation,
-        init: Init::Normal,
-        init_mean: 0.0,
-        init_sd: 1.0,
-        init_low: -0.05,
-        init_high: 0.05,
-        optimizer: OptimizerConfig {
-            kind: OptimizerKind::Rmsprop,
-            learning_rate: 1e-3,
-            rho: 0.9,
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-7,
-            momentum: 0.0,
-        },
-        epochs: 60,
-        batch_size: 32,
-        seed,
-        shuffle: true,
-        grad_every: GradEvery::Epoch,
-        record: RecordLevel::Stats,
-        data: DataConfig::TwoCircles {
-            samples: 600,
-            factor: 0.5,
-            noise: 0.1,
-            seed: 0,
-        },
-    }
+        Init::Normal,
+        OptimizerKind::Rmsprop,
+    );
+    config.epochs = 60;
+    config.seed = seed;
+    config.record = RecordLevel::Stats;
+    config.data = DataConfig::TwoCircles {
+        samples: 600,
+        factor: 0.5,
+        noise: 0.1,
+        seed: 0,
+    };
+    config
 }
