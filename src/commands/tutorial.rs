@@ -82,7 +82,15 @@ pub fn run(args: &TutorialArgs) -> Result<()> {
     // Train in parallel; each worker owns its models.
     let bar = progress_bar(experiments.len() as u64, "runs", args.quiet);
     bar.set_message("tutorial");
-    let jobs = args.jobs.unwrap_or_else(default_jobs);
+    let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
+    if !args.quiet {
+        eprintln!(
+            "tutorial: training {} runs on {} with {jobs} worker(s) into {}",
+            experiments.len(),
+            crate::train::device_name(device),
+            args.out_dir.display()
+        );
+    }
     let records = map_parallel(
         &experiments,
         jobs,
