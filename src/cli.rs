@@ -24,6 +24,10 @@ pub enum Command {
     Run(RunArgs),
     /// Reproduce the vanishing-gradient study: every experiment, a table and the figures.
     Tutorial(TutorialArgs),
+    /// Train a grid of runs in parallel: resumable, interruptible, shardable across a cluster.
+    Sweep(SweepArgs),
+    /// Merge the indexes of sweep folders (all shards) into one table, CSV or JSON.
+    Summary(SummaryArgs),
 }
 
 /// Network, initializer, optimizer and training flags shared by every command that trains.
@@ -233,6 +237,216 @@ pub struct TutorialArgs {
     pub quiet: bool,
 }
 
+/// Flags of `gradtrace sweep`. Each knob takes a comma-separated list of the values
+/// `gradtrace run` accepts for the flag of the same name; knobs not given keep run's defaults.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Grid knobs (comma-separated lists of `gradtrace run` values)")]
+pub struct SweepArgs {
+    /// A sweep file (.toml or .json) of knob = list; flags given here replace its knobs.
+    #[arg(long, value_name = "FILE", help_heading = "Sweep")]
+    pub file: Option<PathBuf>,
+
+    /// Name of the sweep; its folder is outputs/<name> unless --out-dir says otherwise.
+    #[arg(long, default_value = "sweep", help_heading = "Sweep")]
+    pub name: String,
+
+    /// The sweep's folder [default: outputs/<name>].
+    #[arg(long, value_name = "DIR", help_heading = "Sweep")]
+    pub out_dir: Option<PathBuf>,
+
+    /// Add this grid to a folder that holds a different sweep instead of refusing.
+    #[arg(long, help_heading = "Sweep")]
+    pub extend: bool,
+
+    /// Run only slice I of N of the grid (I from 0) [default: from SLURM_ARRAY_TASK_ID and
+    /// SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with --shards].
+    #[arg(long, value_name = "I/N", help_heading = "Sweep")]
+    pub shard: Option<String>,
+
+    /// Number of shards of a Kubernetes Indexed Job (its completions); the index comes from
+    /// JOB_COMPLETION_INDEX.
+    #[arg(long, value_name = "N", help_heading = "Sweep")]
+    pub shards: Option<usize>,
+
+    /// Runs trained at once [default: the number of cores on cpu, 1 on cuda].
+    #[arg(long, help_heading = "Sweep")]
+    pub jobs: Option<usize>,
+
+    /// Device for every run.
+    #[arg(long, default_value = "cpu", value_parser = parse_device, help_heading = "Sweep")]
+    pub device: DeviceChoice,
+
+    /// No progress bar.
+    #[arg(long, short, help_heading = "Sweep")]
+    pub quiet: bool,
+
+    /// Seeds: a list, with ranges allowed (0..8 is 0 to 7).
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Vec<String>,
+
+    /// Seeds 0 to N - 1 (instead of --seeds).
+    #[arg(long, value_name = "N", conflicts_with = "seeds")]
+    pub seed_count: Option<u64>,
+
+    /// Activations.
+    #[arg(long, value_delimiter = ',')]
+    pub activation: Vec<String>,
+
+    /// Initializers.
+    #[arg(long, value_delimiter = ',')]
+    pub init: Vec<String>,
+
+    /// Means for `normal`.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    pub init_mean: Vec<String>,
+
+    /// S.D.s for `normal`.
+    #[arg(long, value_delimiter = ',')]
+    pub init_sd: Vec<String>,
+
+    /// Lower bounds for `uniform`.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    pub init_low: Vec<String>,
+
+    /// Upper bounds for `uniform`.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    pub init_high: Vec<String>,
+
+    /// One hidden layout per use, as `gradtrace run` takes it: --hidden 5,5,5,5 --hidden 10,10.
+    #[arg(long, value_name = "WIDTHS")]
+    pub hidden: Vec<String>,
+
+    /// Optimizers.
+    #[arg(long, value_delimiter = ',')]
+    pub optimizer: Vec<String>,
+
+    /// Learning rates.
+    #[arg(long, value_delimiter = ',')]
+    pub lr: Vec<String>,
+
+    /// RMSprop rho values.
+    #[arg(long, value_delimiter = ',')]
+    pub rho: Vec<String>,
+
+    /// Adam beta1 values.
+    #[arg(long, value_delimiter = ',')]
+    pub beta1: Vec<String>,
+
+    /// Adam beta2 values.
+    #[arg(long, value_delimiter = ',')]
+    pub beta2: Vec<String>,
+
+    /// Epsilons.
+    #[arg(long, value_delimiter = ',')]
+    pub epsilon: Vec<String>,
+
+    /// SGD momentums.
+    #[arg(long, value_delimiter = ',')]
+    pub momentum: Vec<String>,
+
+    /// Epoch counts.
+    #[arg(long, value_delimiter = ',')]
+    pub epochs: Vec<String>,
+
+    /// Batch sizes.
+    #[arg(long, value_delimiter = ',')]
+    pub batch_size: Vec<String>,
+
+    /// Two-circles sizes.
+    #[arg(long, value_delimiter = ',')]
+    pub samples: Vec<String>,
+
+    /// Two-circles factors.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    pub factor: Vec<String>,
+
+    /// Two-circles noise levels.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    pub noise: Vec<String>,
+
+    /// Two-circles data seeds.
+    #[arg(long, value_delimiter = ',')]
+    pub data_seed: Vec<String>,
+
+    /// CSV files, one per use.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Vec<String>,
+
+    /// Shuffling: true, false or both.
+    #[arg(long, value_delimiter = ',')]
+    pub shuffle: Vec<String>,
+
+    /// Gradient recording schedules (epoch, N steps, never).
+    #[arg(long, value_delimiter = ',')]
+    pub grad_every: Vec<String>,
+
+    /// Record levels (full, stats).
+    #[arg(long, value_delimiter = ',')]
+    pub record: Vec<String>,
+}
+
+impl SweepArgs {
+    /// The knobs given as flags, by knob name, in the order `KNOBS` lists them.
+    pub fn knobs(&self) -> Vec<(&'static str, Vec<String>)> {
+        let seeds = match self.seed_count {
+            Some(n) => (0..n).map(|s| s.to_string()).collect(),
+            None => self.seeds.clone(),
+        };
+        let given = [
+            ("activation", &self.activation),
+            ("init", &self.init),
+            ("init-mean", &self.init_mean),
+            ("init-sd", &self.init_sd),
+            ("init-low", &self.init_low),
+            ("init-high", &self.init_high),
+            ("hidden", &self.hidden),
+            ("optimizer", &self.optimizer),
+            ("lr", &self.lr),
+            ("rho", &self.rho),
+            ("beta1", &self.beta1),
+            ("beta2", &self.beta2),
+            ("epsilon", &self.epsilon),
+            ("momentum", &self.momentum),
+            ("epochs", &self.epochs),
+            ("batch-size", &self.batch_size),
+            ("samples", &self.samples),
+            ("factor", &self.factor),
+            ("noise", &self.noise),
+            ("data-seed", &self.data_seed),
+            ("csv", &self.csv),
+            ("shuffle", &self.shuffle),
+            ("grad-every", &self.grad_every),
+            ("record", &self.record),
+            ("seed", &seeds),
+        ];
+        given
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k, v.clone()))
+            .collect()
+    }
+}
+
+/// Flags of `gradtrace summary`.
+#[derive(Debug, Args)]
+pub struct SummaryArgs {
+    /// Sweep folders (each shard's, or one shared folder); their indexes are merged.
+    #[arg(required = true, value_name = "DIR")]
+    pub folders: Vec<PathBuf>,
+
+    /// Also write the table as CSV to this file.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+
+    /// Also write the table as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Replace existing --csv or --json files.
+    #[arg(long)]
+    pub force: bool,
+}
+
 /// A device as asked for on the command line, before checking it exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceChoice {
@@ -367,4 +581,14 @@ pub fn kebab(value: impl clap::ValueEnum) -> String {
         .to_possible_value()
         .map(|v| v.get_name().to_string())
         .unwrap_or_default()
+}
+
+/// Folds clap's several-line usage error into one line (the error, the accepted values, a hint).
+pub fn one_line(message: &str) -> String {
+    let parts: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more"))
+        .collect();
+    format!("{}; see --help", parts.join(" "))
 }

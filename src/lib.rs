@@ -12,11 +12,13 @@ pub mod commands;
 pub mod config;
 pub mod data;
 pub mod init;
+pub mod interrupt;
 pub mod model;
 pub mod optim;
 pub mod output;
 pub mod pool;
 pub mod record;
+pub mod sweep;
 pub mod train;
 
 #[cfg(test)]

@@ -19,25 +19,19 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("{}", one_line(&e.to_string()));
+            eprintln!("{}", gradtrace::cli::one_line(&e.to_string()));
             return ExitCode::from(2);
         }
     };
     match gradtrace::commands::dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<gradtrace::interrupt::Interrupted>() => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// Folds clap's several-line usage error into one line (the error, the accepted values, a hint).
-fn one_line(message: &str) -> String {
-    let parts: Vec<&str> = message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more"))
-        .collect();
-    format!("{}; see --help", parts.join(" "))
 }

@@ -45,7 +45,7 @@ impl PendingFile {
         let created = create_folders(&folder)
             .with_context(|| format!("{flag} {shown}: cannot create the folder; choose another"))?;
         let temp = tempfile::Builder::new()
-            .prefix(".gradtrace-")
+            .prefix(&temp_prefix(std::process::id()))
             .suffix(".tmp")
             .tempfile_in(&folder);
         let temp = match temp {
@@ -71,12 +71,25 @@ impl PendingFile {
     }
 
     /// Writes `value` as pretty JSON with a trailing newline and renames it into place.
-    pub fn commit_json(mut self, value: &impl Serialize) -> Result<PathBuf> {
+    pub fn commit_json(self, value: &impl Serialize) -> Result<PathBuf> {
+        self.commit_with(|writer| {
+            serde_json::to_writer_pretty(&mut *writer, value)?;
+            Ok(writer.write_all(b"\n")?)
+        })
+    }
+
+    /// Writes `bytes` as the whole file and renames it into place.
+    pub fn commit_bytes(self, bytes: &[u8]) -> Result<PathBuf> {
+        self.commit_with(|writer| Ok(writer.write_all(bytes)?))
+    }
+
+    fn commit_with(
+        mut self,
+        write: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> Result<()>,
+    ) -> Result<PathBuf> {
         let shown = self.path.display().to_string();
         let mut writer = std::io::BufWriter::new(self.temp.as_file_mut());
-        serde_json::to_writer_pretty(&mut writer, value)
-            .map_err(anyhow::Error::from)
-            .and_then(|()| Ok(writer.write_all(b"\n")?))
+        write(&mut writer)
             .and_then(|()| Ok(writer.flush()?))
             .with_context(|| format!("writing {shown}"))?;
         drop(writer);
@@ -113,6 +126,48 @@ impl Drop for FolderGuard {
     }
 }
 
+/// Temporary files are named `.gradtrace-<host>-<pid>-*.tmp`, so that a later process can tell
+/// the leftovers of a killed one (same host, pid gone) from a live writer on another node.
+fn temp_prefix(pid: u32) -> String {
+    format!(".gradtrace-{}-{pid}-", hostname())
+}
+
+fn hostname() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length; gethostname NUL-terminates within it.
+    let ok = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) } == 0;
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(0);
+    let name = if ok {
+        String::from_utf8_lossy(&buffer[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+}
+
+/// Deletes temporary files that killed gradtrace processes on this host left in `folder`.
+pub fn remove_stale_temp_files(folder: &Path) {
+    let ours = format!(".gradtrace-{}-", hostname());
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(&ours) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks whether the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if !alive && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Creates `folder` and any missing parents, returning those it created, deepest first.
 fn create_folders(folder: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut missing = Vec::new();
@@ -145,4 +200,38 @@ pub fn progress_bar(len: u64, unit: &str, quiet: bool) -> ProgressBar {
         format!("{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{elapsed}}, {{eta}} left)");
     bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_of_dead_processes_go_and_live_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        // pid 0x7ffffff0 does not exist; our own pid does.
+        let dead = dir
+            .path()
+            .join(format!("{}abc.tmp", temp_prefix(0x7fff_fff0)));
+        let live = dir
+            .path()
+            .join(format!("{}abc.tmp", temp_prefix(std::process::id())));
+        let other = dir.path().join(".gradtrace-elsewhere-1-abc.tmp");
+        for path in [&dead, &live, &other] {
+            std::fs::write(path, "partial").unwrap();
+        }
+        remove_stale_temp_files(dir.path());
+        assert!(!dead.exists());
+        assert!(live.exists() && other.exists());
+    }
+
+    #[test]
+    fn a_dropped_reservation_leaves_no_file_and_no_new_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a").join("b").join("run.json");
+        let pending = PendingFile::reserve(&path, false, "--out").unwrap();
+        assert!(dir.path().join("a").join("b").is_dir());
+        drop(pending);
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
 }

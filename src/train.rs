@@ -119,6 +119,9 @@ pub fn train(
         }
         weights.push(snapshot(&model, epoch, full));
         on_epoch(epoch);
+        if crate::interrupt::requested() {
+            return Err(crate::interrupt::Interrupted.into());
+        }
 
         if let Some(step) = step_losses.iter().position(|l| !l.is_finite()) {
             let global_step = global_step - steps_per_epoch + step;

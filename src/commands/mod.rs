@@ -1,6 +1,8 @@
 //! One module per subcommand; `dispatch` is what `main` calls.
 
 pub mod run;
+pub mod summary;
+pub mod sweep;
 pub mod tutorial;
 
 use crate::cli::{Cli, Command};
@@ -11,8 +13,11 @@ pub fn dispatch(cli: Cli) -> Result<()> {
     // These networks are far too small to gain from intra-op threads; one thread per training
     // also lets parallel runs share the cores without contention.
     tch::set_num_threads(1);
+    crate::interrupt::install();
     match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Tutorial(args) => tutorial::run(&args),
+        Command::Sweep(args) => sweep::run(&args),
+        Command::Summary(args) => summary::run(&args),
     }
 }
