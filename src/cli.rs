@@ -25,7 +25,7 @@ pub enum Command {
     /// Reproduce the vanishing-gradient study: every experiment, a table and the figures.
     Tutorial(TutorialArgs),
     /// Train a grid of runs in parallel: resumable, interruptible, shardable across a cluster.
-    Sweep(SweepArgs),
+    Sweep(Box<SweepArgs>),
     /// Merge the indexes of sweep folders (all shards) into one table, CSV or JSON.
     Summary(SummaryArgs),
 }
@@ -46,7 +46,7 @@ pub struct ModelArgs {
     pub init_mean: f64,
 
     /// S.D. of the kernel entries for `--init normal`.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub init_sd: f64,
 
     /// Lower bound for `--init uniform`.
@@ -58,7 +58,13 @@ pub struct ModelArgs {
     pub init_high: f64,
 
     /// Hidden-layer widths, input side first; the depth follows from the list.
-    #[arg(long, value_delimiter = ',', default_value = "5,5,5,5", action = clap::ArgAction::Set)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "5,5,5,5",
+        action = clap::ArgAction::Set,
+        allow_negative_numbers = true
+    )]
     pub hidden: Vec<usize>,
 
     /// Update rule.
@@ -66,35 +72,35 @@ pub struct ModelArgs {
     pub optimizer: OptimizerKind,
 
     /// Learning rate [default: 0.001 for rmsprop and adam, 0.01 for sgd].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
 
     /// RMSprop's decay of the squared-gradient average.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
     pub rho: f64,
 
     /// Adam's first-moment decay.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
     pub beta1: f64,
 
     /// Adam's second-moment decay.
-    #[arg(long, default_value_t = 0.999)]
+    #[arg(long, default_value_t = 0.999, allow_negative_numbers = true)]
     pub beta2: f64,
 
     /// RMSprop's and Adam's epsilon (Keras placement; see the README).
-    #[arg(long, default_value_t = 1e-7)]
+    #[arg(long, default_value_t = 1e-7, allow_negative_numbers = true)]
     pub epsilon: f64,
 
     /// SGD momentum (0 for plain SGD).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub momentum: f64,
 
     /// Passes over the training data.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true)]
     pub epochs: usize,
 
     /// Samples per step; the last partial batch of an epoch is used.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, allow_negative_numbers = true)]
     pub batch_size: usize,
 }
 
@@ -102,7 +108,12 @@ pub struct ModelArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
     /// Two circles: number of points.
-    #[arg(long, default_value_t = 1000, conflicts_with = "csv")]
+    #[arg(
+        long,
+        default_value_t = 1000,
+        conflicts_with = "csv",
+        allow_negative_numbers = true
+    )]
     pub samples: usize,
 
     /// Two circles: inner radius over outer radius, in (0, 1).
@@ -124,7 +135,12 @@ pub struct DataArgs {
     pub noise: f64,
 
     /// Two circles: seed of the data generator (independent of --seed).
-    #[arg(long, default_value_t = 0, conflicts_with = "csv")]
+    #[arg(
+        long,
+        default_value_t = 0,
+        conflicts_with = "csv",
+        allow_negative_numbers = true
+    )]
     pub data_seed: u64,
 
     /// Train on a CSV file of x0,x1,label rows instead of two circles.
@@ -159,7 +175,7 @@ pub struct RunArgs {
     pub data: DataArgs,
 
     /// Seed of the initial weights and of the batch order.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
 
     /// Keep the data in its original order instead of reshuffling every epoch.
@@ -168,7 +184,7 @@ pub struct RunArgs {
 
     /// When to record kernel gradients: `epoch` (first step of each epoch), a step count N
     /// (every N steps), or `never`. A last record after training is added unless `never`.
-    #[arg(long, default_value = "epoch", value_parser = parse_grad_every)]
+    #[arg(long, default_value = "epoch", value_parser = parse_grad_every, allow_negative_numbers = true)]
     pub grad_every: GradEvery,
 
     /// `full` stores every matrix; `stats` only their summaries (for large networks).
@@ -204,11 +220,11 @@ pub struct TutorialArgs {
     pub out_dir: PathBuf,
 
     /// Epochs of every run (the study trains for 100).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true)]
     pub epochs: usize,
 
     /// Base seed; run i uses seed + i.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
 
     /// Initializer of the closing experiment (the same flag `gradtrace run` takes).
@@ -220,8 +236,8 @@ pub struct TutorialArgs {
     pub device: DeviceChoice,
 
     /// Runs trained at once [default: the number of cores].
-    #[arg(long)]
-    pub jobs: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
+    pub jobs: Option<u64>,
 
     /// Python with matplotlib for the figures [default: $GRADTRACE_PYTHON, else .venv/bin/python
     /// when present, else python3].
@@ -269,8 +285,8 @@ pub struct SweepArgs {
     pub shards: Option<usize>,
 
     /// Runs trained at once [default: the number of cores on cpu, 1 on cuda].
-    #[arg(long, help_heading = "Sweep")]
-    pub jobs: Option<usize>,
+    #[arg(long, help_heading = "Sweep", value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: Option<u64>,
 
     /// Device for every run.
     #[arg(long, default_value = "cpu", value_parser = parse_device, help_heading = "Sweep")]
@@ -490,7 +506,10 @@ impl DeviceChoice {
             DeviceChoice::Auto => Ok(Device::cuda_if_available()),
             DeviceChoice::Cuda(i) => {
                 if !tch::Cuda::is_available() {
-                    bail!("{flag} cuda: libtorch sees no CUDA device here; use {flag} cpu or auto");
+                    bail!(
+                        "{flag} cuda:{i}: libtorch sees no CUDA device here; use {flag} cpu \
+                         or auto"
+                    );
                 }
                 let count = tch::Cuda::device_count() as usize;
                 if i >= count {
@@ -559,9 +578,6 @@ impl RunArgs {
                 self.seed
             )
         });
-        if name.is_empty() || name.contains(['/', '\\']) {
-            bail!("--name `{name}`: must be non-empty and contain no path separator");
-        }
         let config = m.config(
             name,
             self.seed,

@@ -159,6 +159,17 @@ pub enum RecordLevel {
     Stats,
 }
 
+/// Most points a two-circles dataset may have.
+pub const MAX_SAMPLES: usize = 100_000_000;
+/// Most parameters a network may have (4 GB of float32 weights).
+pub const MAX_PARAMETERS: u64 = 1_000_000_000;
+/// Most activations (samples x widest layer x layers) one forward pass over the data may hold.
+pub const MAX_ACTIVATIONS: u64 = 2_000_000_000;
+/// Largest history gradtrace will build (it is held in memory, then written as JSON).
+pub const MAX_HISTORY_BYTES: u64 = 8_000_000_000;
+/// History size above which a run warns that `--record stats` exists.
+pub const WARN_HISTORY_BYTES: u64 = 500_000_000;
+
 /// Everything that decides a run's history. Same config, same device: same history, bit for bit.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
@@ -252,22 +263,43 @@ impl RunConfig {
         if let GradEvery::Steps(0) = self.grad_every {
             bail!("--grad-every must be `epoch`, `never` or a step count of at least 1 (got 0)");
         }
-        if self.init == Init::Uniform && self.init_low >= self.init_high {
+        if self.name.is_empty() || self.name.starts_with('.') || self.name.contains(['/', '\\']) {
             bail!(
-                "--init-low ({}) must be below --init-high ({})",
+                "--name `{}`: use a plain file name (no path separator, no leading dot)",
+                self.name
+            );
+        }
+
+        // Weights are float32: every initializer parameter must be finite there.
+        for (flag, value) in [
+            ("--init-mean", self.init_mean),
+            ("--init-sd", self.init_sd),
+            ("--init-low", self.init_low),
+            ("--init-high", self.init_high),
+        ] {
+            if !(value as f32).is_finite() {
+                bail!("{flag} must be a finite float32 number (got {value:?})");
+            }
+        }
+        if self.init_sd < 0.0 {
+            bail!("--init-sd must be at least 0 (got {})", self.init_sd);
+        }
+        if self.init == Init::Uniform
+            && !(self.init_low < self.init_high && (self.init_high - self.init_low).is_finite())
+        {
+            bail!(
+                "--init-low ({:?}) must be below --init-high ({:?}), with a finite distance",
                 self.init_low,
                 self.init_high
             );
         }
-        if self.init == Init::Normal && !(self.init_sd >= 0.0 && self.init_sd.is_finite()) {
-            bail!(
-                "--init-sd must be a finite number of at least 0 (got {})",
-                self.init_sd
-            );
-        }
+
         let opt = &self.optimizer;
         if !(opt.learning_rate > 0.0 && opt.learning_rate.is_finite()) {
-            bail!("--lr must be a positive number (got {})", opt.learning_rate);
+            bail!(
+                "--lr must be a positive, finite number (got {})",
+                opt.learning_rate
+            );
         }
         for (flag, value) in [
             ("--rho", opt.rho),
@@ -281,9 +313,13 @@ impl RunConfig {
         if !(0.0..1.0).contains(&opt.momentum) {
             bail!("--momentum must be in [0, 1) (got {})", opt.momentum);
         }
-        if opt.epsilon.is_nan() || opt.epsilon <= 0.0 {
-            bail!("--epsilon must be positive (got {})", opt.epsilon);
+        if !(opt.epsilon > 0.0 && opt.epsilon.is_finite()) {
+            bail!(
+                "--epsilon must be a positive, finite number (got {})",
+                opt.epsilon
+            );
         }
+
         if let DataConfig::TwoCircles {
             samples,
             factor,
@@ -296,14 +332,99 @@ impl RunConfig {
                     "--samples must be at least 2 so that both circles get a point (got {samples})"
                 );
             }
+            if samples > MAX_SAMPLES {
+                bail!("--samples {samples} is more than gradtrace holds ({MAX_SAMPLES} at most)");
+            }
             if !(factor > 0.0 && factor < 1.0) {
                 bail!("--factor must be strictly between 0 and 1 (got {factor})");
             }
-            if !(noise >= 0.0 && noise.is_finite()) {
-                bail!("--noise must be 0 or positive (got {noise})");
+            if !(noise >= 0.0 && (noise as f32).is_finite()) {
+                bail!("--noise must be 0 or a positive, finite float32 number (got {noise:?})");
             }
         }
+        self.check_size()
+    }
+
+    /// Refuses networks and histories too large to hold, before anything is allocated.
+    fn check_size(&self) -> Result<()> {
+        let widths = self.widths();
+        let params = widths.windows(2).try_fold(0u64, |total, pair| {
+            let (inputs, units) = (pair[0] as u64, pair[1] as u64);
+            inputs
+                .checked_mul(units)?
+                .checked_add(units)?
+                .checked_add(total)
+        });
+        if params.is_none_or(|p| p > MAX_PARAMETERS) {
+            bail!(
+                "--hidden: the network would have more than {MAX_PARAMETERS} parameters; use \
+                 narrower layers"
+            );
+        }
+        let samples = match &self.data {
+            DataConfig::TwoCircles { samples, .. } => *samples as u64,
+            DataConfig::Csv { .. } => 0,
+        };
+        let widest = widths.iter().copied().max().unwrap_or(1) as u64;
+        if samples
+            .saturating_mul(widest)
+            .saturating_mul(widths.len() as u64)
+            > MAX_ACTIVATIONS
+        {
+            bail!(
+                "--samples {samples} with a layer of width {widest}: the activations would not fit \
+                 in memory; use fewer samples or narrower layers"
+            );
+        }
+
+        let bytes = self.estimated_history_bytes();
+        if bytes > MAX_HISTORY_BYTES {
+            bail!(
+                "the history would take about {} GB: reduce --epochs, record gradients less \
+                 often (--grad-every N or never), or use --record stats",
+                bytes / 1_000_000_000
+            );
+        }
         Ok(())
+    }
+
+    /// Rough size of the run JSON in bytes: every recorded float costs about 12 characters.
+    pub fn estimated_history_bytes(&self) -> u64 {
+        let widths = self.widths();
+        let params: u64 = widths
+            .windows(2)
+            .map(|p| {
+                (p[0] as u64)
+                    .saturating_mul(p[1] as u64)
+                    .saturating_add(p[1] as u64)
+            })
+            .fold(0, u64::saturating_add);
+        let samples = match &self.data {
+            DataConfig::TwoCircles { samples, .. } => *samples as u64,
+            DataConfig::Csv { .. } => 1,
+        };
+        let layers = (widths.len() - 1) as u64;
+        let epochs = self.epochs as u64;
+        let steps_per_epoch = samples.div_ceil(self.batch_size.max(1) as u64).max(1);
+        let records = match self.grad_every {
+            GradEvery::Epoch => epochs.saturating_add(1),
+            GradEvery::Steps(n) => epochs
+                .saturating_mul(steps_per_epoch)
+                .div_ceil(n as u64)
+                .saturating_add(1),
+            GradEvery::Never => 0,
+        };
+        let per_matrix = if self.record == RecordLevel::Full {
+            params.saturating_mul(12)
+        } else {
+            0
+        };
+        let per_snapshot = per_matrix.saturating_add(layers * 60).saturating_add(80);
+        let per_record = per_matrix.saturating_add(layers * 150);
+        epochs
+            .saturating_add(1)
+            .saturating_mul(per_snapshot)
+            .saturating_add(records.saturating_mul(per_record))
     }
 
     /// Layer widths from input to output, e.g. [2, 5, 5, 5, 5, 1].

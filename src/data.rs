@@ -118,6 +118,9 @@ pub fn two_circles(samples: usize, factor: f64, noise: f64, seed: u64) -> Datase
 /// row that is not three numbers, or whose label is not 0 or 1, is an error naming its line.
 pub fn read_csv(path: &Path) -> Result<Dataset> {
     let shown = path.display();
+    if path.is_dir() {
+        bail!("--csv {shown}: is a folder; give a CSV file of x0,x1,label rows");
+    }
     let file = std::fs::File::open(path)
         .with_context(|| format!("--csv {shown}: cannot open the file; check the path"))?;
     let mut reader = csv::ReaderBuilder::new()

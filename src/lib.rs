@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod data;
+pub mod figures;
 pub mod init;
 pub mod interrupt;
 pub mod model;

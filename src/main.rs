@@ -18,12 +18,27 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // Plain `gradtrace`: the help, as it is, and a usage-error status.
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("{}", gradtrace::cli::one_line(&e.to_string()));
             return ExitCode::from(2);
         }
     };
-    match gradtrace::commands::dispatch(cli) {
+    // Panics are reported as one-line errors (below, or per run by `train`), never as
+    // backtraces; the default hook would print one before anyone could catch the panic.
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(|| gradtrace::commands::dispatch(cli));
+    let outcome = outcome.unwrap_or_else(|payload| {
+        Err(anyhow::anyhow!(
+            "internal error: {}",
+            gradtrace::train::panic_message(&*payload)
+        ))
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<gradtrace::interrupt::Interrupted>() => {
             eprintln!("{e}");

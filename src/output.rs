@@ -32,10 +32,11 @@ impl PendingFile {
     /// the path came from, for the error message.
     pub fn reserve(path: &Path, replace: bool, flag: &str) -> Result<PendingFile> {
         let shown = path.display();
-        if path.is_dir() {
-            bail!("{flag} {shown}: is a folder; give a file name such as {shown}/run.json");
+        if path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/') {
+            bail!("{flag} {shown}: names a folder, not a file; give a file path ending in .json");
         }
-        if path.exists() && !replace {
+        let present = path.symlink_metadata().is_ok();
+        if present && !replace {
             bail!("{flag} {shown}: the file exists; pass --force to replace it or choose another");
         }
         let folder = match path.parent() {
@@ -44,6 +45,7 @@ impl PendingFile {
         };
         let created = create_folders(&folder)
             .with_context(|| format!("{flag} {shown}: cannot create the folder; choose another"))?;
+        remove_stale_temp_files(&folder);
         let temp = tempfile::Builder::new()
             .prefix(&temp_prefix(std::process::id()))
             .suffix(".tmp")

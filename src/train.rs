@@ -25,8 +25,45 @@ const INIT_STREAM: u64 = 0;
 const SHUFFLE_STREAM: u64 = 1;
 
 /// Trains one network as `config` says and returns its full history. `on_epoch` is called after
-/// every epoch (for progress bars).
+/// every epoch (for progress bars). A failure inside libtorch (which tch reports by panicking,
+/// e.g. out of memory) comes back as an error, so one bad run cannot take a sweep down.
 pub fn train(
+    config: &RunConfig,
+    data: &Dataset,
+    device: Device,
+    on_epoch: impl FnMut(usize),
+) -> Result<RunRecord> {
+    let attempt = || train_unguarded(config, data, device, on_epoch);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt)) {
+        Ok(result) => result,
+        Err(payload) => Err(anyhow::anyhow!(
+            "{}: {}",
+            config.name,
+            panic_message(&*payload)
+        )),
+    }
+}
+
+/// The first line of a panic's message, shortened: libtorch's own run to dozens of lines.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown failure");
+    let text = text.replace("\\n", "\n");
+    let first = text.lines().next().unwrap_or("").trim();
+    let first = first
+        .strip_prefix("called `Result::unwrap()` on an `Err` value: ")
+        .unwrap_or(first);
+    let mut short: String = first.chars().take(300).collect();
+    if short.len() < first.len() {
+        short.push_str("...");
+    }
+    format!("libtorch failed: {short}")
+}
+
+fn train_unguarded(
     config: &RunConfig,
     data: &Dataset,
     device: Device,
@@ -88,6 +125,9 @@ pub fn train(
             }
             optimizer.step(&mut model.params, &model.grads);
             global_step += 1;
+            if crate::interrupt::requested() {
+                return Err(crate::interrupt::Interrupted.into());
+            }
         }
 
         // Once per epoch: losses and accuracy from the logits each batch produced.
@@ -117,13 +157,16 @@ pub fn train(
                 full,
             ));
         }
-        weights.push(snapshot(&model, epoch, full));
+        let snapshot = snapshot(&model, epoch, full);
+        let weights_finite = snapshot.layers.iter().all(|l| l.mean.is_finite());
+        weights.push(snapshot);
         on_epoch(epoch);
-        if crate::interrupt::requested() {
-            return Err(crate::interrupt::Interrupted.into());
-        }
 
-        if let Some(step) = step_losses.iter().position(|l| !l.is_finite()) {
+        // Stop at the first non-finite loss; finite losses but non-finite weights mean the
+        // epoch's last update broke them.
+        let broken = step_losses.iter().position(|l| !l.is_finite());
+        let broken = broken.or((!weights_finite).then_some(steps_per_epoch - 1));
+        if let Some(step) = broken {
             let global_step = global_step - steps_per_epoch + step;
             diverged_at = Some(StepRef {
                 epoch,
@@ -200,7 +243,14 @@ fn mean_bce(logits: &[f32], labels: &[f32]) -> f64 {
     total / logits.len() as f64
 }
 
+/// Loss and accuracy; a model whose logits are not finite has no accuracy (NaN, not 0.5).
 fn metrics(logits: &[f32], labels: &[f32]) -> Metrics {
+    if logits.iter().any(|z| !z.is_finite()) {
+        return Metrics {
+            loss: mean_bce(logits, labels),
+            accuracy: f64::NAN,
+        };
+    }
     let correct = logits
         .iter()
         .zip(labels)

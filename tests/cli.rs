@@ -237,7 +237,7 @@ fn zero_epochs_batch_size_or_width_are_rejected() {
 
 #[test]
 fn impossible_two_circles_are_rejected() {
-    rejects(&["--noise", "-0.1"], &["--noise", "0 or positive"]);
+    rejects(&["--noise", "-0.1"], &["--noise", "0 or a positive"]);
     rejects(&["--factor", "1.0"], &["--factor", "between 0 and 1"]);
     rejects(&["--factor", "0"], &["--factor"]);
     rejects(&["--factor", "-2"], &["--factor"]);
@@ -342,4 +342,188 @@ fn a_diverging_run_is_marked_with_its_epoch_and_step() {
         1,
         "training stopped in epoch 1"
     );
+}
+
+#[test]
+fn non_finite_and_oversized_values_are_refused_before_anything_is_allocated() {
+    rejects(
+        &["--init", "uniform", "--init-low", "nan"],
+        &["--init-low", "finite"],
+    );
+    rejects(
+        &[
+            "--init",
+            "uniform",
+            "--init-low=-1e308",
+            "--init-high",
+            "1e308",
+        ],
+        &["--init-low"],
+    );
+    rejects(&["--init-mean", "inf"], &["--init-mean", "finite"]);
+    rejects(&["--init-sd", "1e39"], &["--init-sd", "finite"]);
+    rejects(&["--noise", "1e300"], &["--noise", "finite"]);
+    rejects(&["--epsilon", "inf"], &["--epsilon"]);
+    rejects(
+        &["--samples", "18446744073709551615"],
+        &["--samples", "at most"],
+    );
+    rejects(&["--hidden", "100000,100000"], &["--hidden", "parameters"]);
+    rejects(&["--hidden", "100000000"], &["activations would not fit"]);
+    rejects(
+        &["--epochs", "100000000000000"],
+        &["--epochs", "--record stats"],
+    );
+}
+
+#[test]
+fn negative_counts_name_their_flag() {
+    rejects(&["--epochs", "-1"], &["--epochs"]);
+    rejects(&["--hidden", "-1"], &["--hidden"]);
+    rejects(&["--lr", "-1"], &["--lr", "positive"]);
+}
+
+#[test]
+fn an_output_path_that_names_a_folder_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let out = format!("{}/new/", dir.path().display());
+    gradtrace()
+        .arg("run")
+        .args(TINY)
+        .args(["--out", &out])
+        .assert()
+        .failure()
+        .stderr(contains("names a folder"));
+    assert!(listing(dir.path()).is_empty());
+}
+
+#[test]
+fn a_run_that_breaks_its_weights_on_the_last_update_is_still_marked_diverged() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("last.json");
+    // One epoch of one full batch: the only update is the last, and it overflows the weights.
+    gradtrace()
+        .arg("run")
+        .args(TINY)
+        .args(SMALL_DATA)
+        .args([
+            "--lr",
+            "1e39",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "100",
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .success()
+        .stderr(contains("diverged"));
+    let json = read_json(&out);
+    assert_eq!(json["status"], "diverged");
+    assert_eq!(json["diverged_at"]["step"], 0);
+    assert!(
+        json["evaluation"]["after"]["accuracy"].is_null(),
+        "a broken model has no accuracy"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_run_with_status_130_and_leaves_nothing() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("new").join("run.json");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gradtrace"))
+        .args([
+            "run",
+            "--epochs",
+            "1000000",
+            "--record",
+            "stats",
+            "--grad-every",
+            "never",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    // Wait until the run has reserved its output (the folder appears), then interrupt it.
+    let started = std::time::Instant::now();
+    while !out.parent().unwrap().exists() && started.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        listing(dir.path()).is_empty(),
+        "left behind: {:?}",
+        listing(dir.path())
+    );
+}
+
+#[test]
+fn the_tutorial_refuses_a_folder_holding_other_files_and_touches_none_of_them() {
+    let dir = TempDir::new().unwrap();
+    std::fs::write(dir.path().join("summary.json"), "my own notes").unwrap();
+    gradtrace()
+        .args([
+            "tutorial",
+            "--epochs",
+            "1",
+            "--no-plots",
+            "--quiet",
+            "--out-dir",
+        ])
+        .arg(dir.path())
+        .assert()
+        .failure()
+        .stderr(contains("--out-dir").and(contains("no earlier tutorial")));
+    assert_eq!(listing(dir.path()), ["summary.json"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("summary.json")).unwrap(),
+        "my own notes"
+    );
+}
+
+#[test]
+fn the_tutorial_writes_every_run_and_replaces_only_its_own_earlier_results() {
+    let dir = TempDir::new().unwrap();
+    let run = |init: &str| {
+        gradtrace()
+            .args([
+                "tutorial",
+                "--epochs",
+                "1",
+                "--no-plots",
+                "--quiet",
+                "--init",
+                init,
+            ])
+            .arg("--out-dir")
+            .arg(dir.path())
+            .assert()
+            .success()
+            .stdout(contains("3-gradients-sigmoid-normal").and(contains("0.652")));
+    };
+    run("glorot-uniform");
+    let summary = read_json(&dir.path().join("summary.json"));
+    assert_eq!(summary["format"], "gradtrace-tutorial");
+    assert_eq!(summary["runs"].as_array().unwrap().len(), 15);
+    std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+
+    run("he-normal");
+    let files = listing(dir.path());
+    assert!(files.iter().any(|f| f.contains("he-normal")));
+    assert!(
+        !files.iter().any(|f| f.contains("glorot")),
+        "stale runs removed: {files:?}"
+    );
+    assert!(
+        files.contains(&"notes.txt".to_string()),
+        "a user's file stays"
+    );
+    assert_eq!(files.iter().filter(|f| f.ends_with(".json")).count(), 16);
 }

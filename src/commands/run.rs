@@ -1,6 +1,7 @@
 //! `gradtrace run`: one training, one JSON.
 
 use crate::cli::RunArgs;
+use crate::config::WARN_HISTORY_BYTES;
 use crate::data::Dataset;
 use crate::output::{progress_bar, PendingFile};
 use crate::record::Status;
@@ -20,6 +21,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
             .join(format!("{}.json", config.name))
     });
     let pending = PendingFile::reserve(&path, args.force, "--out")?;
+    let bytes = config.estimated_history_bytes();
+    if bytes > WARN_HISTORY_BYTES {
+        eprintln!(
+            "warning: the run JSON will be about {} MB; --record stats keeps only the summaries",
+            bytes / 1_000_000
+        );
+    }
 
     let bar = progress_bar(config.epochs as u64, "epochs", args.quiet);
     bar.set_message(config.name.clone());
@@ -29,8 +37,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
 
     if let (Status::Diverged, Some(at)) = (record.status, record.diverged_at) {
         eprintln!(
-            "warning: {} diverged (non-finite loss) at epoch {}, step {} (global step {}); \
-             training stopped there. Try a smaller --lr.",
+            "warning: {} diverged (loss or weights no longer finite) at epoch {}, step {} \
+             (global step {});
+             training stopped there (a learning rate or initial weights too large?)",
             config.name, at.epoch, at.step, at.global_step
         );
     }

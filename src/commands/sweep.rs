@@ -94,14 +94,12 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         }
     }
 
-    let jobs = args
-        .jobs
-        .unwrap_or(if device == Device::Cpu {
-            default_jobs()
-        } else {
-            1
-        })
-        .max(1);
+    let cores = if device == Device::Cpu {
+        default_jobs()
+    } else {
+        1
+    };
+    let jobs = args.jobs.map_or(cores, |j| j as usize);
     if !args.quiet {
         eprintln!(
             "sweep: {} runs in the grid, {} in shard {}/{}, {} already done, {} to train on {} \

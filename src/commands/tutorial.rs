@@ -12,18 +12,14 @@
 use crate::cli::{kebab, TutorialArgs};
 use crate::config::{Activation, GradEvery, Init, OptimizerKind, RunConfig};
 use crate::data::Dataset;
+use crate::figures::Plotter;
 use crate::output::{progress_bar, PendingFile};
 use crate::pool::{default_jobs, map_parallel};
 use crate::record::{median, RunRecord, Status};
 use crate::train::train;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Serialize;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-/// The plotting script, carried inside the binary so the figures work from any folder.
-const PLOT_SCRIPT: &str = include_str!("../../scripts/plot.py");
 
 /// One run of the study and the accuracy the study published for it.
 struct Experiment {
@@ -59,17 +55,34 @@ pub struct SummaryRow {
     pub wall_time_s: f64,
 }
 
+/// `summary.json`: marks the folder as a tutorial's and lists its runs.
+#[derive(Debug, Serialize)]
+pub struct TutorialSummary {
+    /// Always `gradtrace-tutorial`.
+    pub format: String,
+    /// Format version, 1.
+    pub version: u32,
+    /// One row per run, in table order.
+    pub runs: Vec<SummaryRow>,
+}
+
+const SUMMARY_FORMAT: &str = "gradtrace-tutorial";
+
 /// Runs the study and reports it.
 pub fn run(args: &TutorialArgs) -> Result<()> {
+    // Everything that can be wrong is found before training: flags, Python, the folder.
     let device = args.device.resolve("--device")?;
-    let experiments = experiments(args);
+    let experiments = experiments(args)?;
     for e in &experiments {
         e.config.validate()?;
     }
-    let data_config = &experiments[0].config.data;
-    let data = Dataset::load(data_config)?;
-
-    // Reserve every output before training, so a bad folder fails at once.
+    let data = Dataset::load(&experiments[0].config.data)?;
+    let plotter = if args.no_plots {
+        None
+    } else {
+        Some(Plotter::find(args.python.as_deref())?)
+    };
+    let earlier = earlier_tutorial(&args.out_dir)?;
     let files: Vec<PendingFile> = experiments
         .iter()
         .map(|e| {
@@ -80,9 +93,7 @@ pub fn run(args: &TutorialArgs) -> Result<()> {
     let summary_file = PendingFile::reserve(&args.out_dir.join("summary.json"), true, "--out-dir")?;
 
     // Train in parallel; each worker owns its models.
-    let bar = progress_bar(experiments.len() as u64, "runs", args.quiet);
-    bar.set_message("tutorial");
-    let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
+    let jobs = args.jobs.map_or_else(default_jobs, |j| j as usize);
     if !args.quiet {
         eprintln!(
             "tutorial: training {} runs on {} with {jobs} worker(s) into {}",
@@ -91,6 +102,8 @@ pub fn run(args: &TutorialArgs) -> Result<()> {
             args.out_dir.display()
         );
     }
+    let bar = progress_bar(experiments.len() as u64, "runs", args.quiet);
+    bar.set_message("tutorial");
     let records = map_parallel(
         &experiments,
         jobs,
@@ -106,26 +119,88 @@ pub fn run(args: &TutorialArgs) -> Result<()> {
         .map(|(e, r)| r.with_context(|| format!("run {}", e.config.name)))
         .collect::<Result<_>>()?;
     let mut rows = Vec::with_capacity(experiments.len());
+    let mut written = Vec::with_capacity(experiments.len());
     for ((experiment, record), file) in experiments.iter().zip(&records).zip(files) {
         let path = file.commit_json(record)?;
         rows.push(summary_row(experiment, record, &path));
+        written.push(path);
     }
-    summary_file.commit_json(&rows)?;
+    let summary = TutorialSummary {
+        format: SUMMARY_FORMAT.into(),
+        version: 1,
+        runs: rows,
+    };
+    summary_file.commit_json(&summary)?;
+    remove_outdated(&args.out_dir, &earlier, &written);
 
-    print_table(&rows);
+    print_table(&summary.runs);
     println!(
         "\nwrote {} run histories and summary.json to {}",
-        rows.len(),
+        summary.runs.len(),
         args.out_dir.display()
     );
-    if !args.no_plots {
-        render_figures(args.python.as_deref(), &args.out_dir)?;
+    if let Some(plotter) = plotter {
+        plotter.draw(&written, jobs)?;
+        println!(
+            "drew the figures beside the JSON in {}",
+            args.out_dir.display()
+        );
     }
     Ok(())
 }
 
+/// The run files of the tutorial already in `folder` (none for a new or empty folder). Any
+/// other folder is refused: the tutorial replaces only what an earlier tutorial wrote.
+fn earlier_tutorial(folder: &Path) -> Result<Vec<String>> {
+    let shown = folder.display();
+    let Ok(mut entries) = std::fs::read_dir(folder) else {
+        return Ok(Vec::new());
+    };
+    if entries.next().is_none() {
+        return Ok(Vec::new());
+    }
+    let refuse = || {
+        anyhow::anyhow!(
+            "--out-dir {shown} holds files that no earlier tutorial wrote; choose a new or \
+             empty folder (the tutorial replaces only its own results)"
+        )
+    };
+    let text = std::fs::read_to_string(folder.join("summary.json")).map_err(|_| refuse())?;
+    let summary: serde_json::Value = serde_json::from_str(&text).map_err(|_| refuse())?;
+    if summary["format"] != SUMMARY_FORMAT {
+        return Err(refuse());
+    }
+    let runs = summary["runs"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    Ok(runs
+        .iter()
+        .filter_map(|r| r["file"].as_str().map(String::from))
+        .collect())
+}
+
+/// Removes the files of earlier tutorial runs that this one did not write again (a run from
+/// another `--init`, say), with their figures, so the folder holds one consistent tutorial.
+fn remove_outdated(folder: &Path, earlier: &[String], written: &[PathBuf]) {
+    for file in earlier {
+        let path = folder.join(file);
+        if file.contains(['/', '\\']) || written.contains(&path) {
+            continue;
+        }
+        let stem = file.trim_end_matches(".json");
+        for name in [
+            file.clone(),
+            format!("{stem}.weights.png"),
+            format!("{stem}.gradients.png"),
+        ] {
+            let _ = std::fs::remove_file(folder.join(name));
+        }
+    }
+}
+
 /// The study's runs, in the order of the table.
-fn experiments(args: &TutorialArgs) -> Vec<Experiment> {
+fn experiments(args: &TutorialArgs) -> Result<Vec<Experiment>> {
     let base = |name: String, hidden, activation, init, optimizer| {
         let mut config = RunConfig::study(name, hidden, activation, init, optimizer);
         config.epochs = args.epochs;
@@ -189,9 +264,14 @@ fn experiments(args: &TutorialArgs) -> Vec<Experiment> {
         }
     }
     for (i, run) in runs.iter_mut().enumerate() {
-        run.config.seed = args.seed + i as u64;
+        run.config.seed = args.seed.checked_add(i as u64).with_context(|| {
+            format!(
+                "--seed {}: too large; runs use seed + 0 to {}",
+                args.seed, 14
+            )
+        })?;
     }
-    runs
+    Ok(runs)
 }
 
 fn summary_row(experiment: &Experiment, record: &RunRecord, path: &Path) -> SummaryRow {
@@ -266,49 +346,4 @@ fn print_table(rows: &[SummaryRow]) {
          accuracy;\ngsdN: median over the run's gradient records of layer N's kernel-gradient \
          S.D. (layer 1 next to the input)."
     );
-}
-
-/// Draws every run's figures with `scripts/plot.py` (carried in the binary), fed on stdin.
-fn render_figures(python: Option<&Path>, folder: &Path) -> Result<()> {
-    let python = python.map(Path::to_path_buf).unwrap_or_else(default_python);
-    let mut child = Command::new(&python)
-        .arg("-")
-        .arg(folder)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .with_context(|| {
-            format!(
-                "--python {}: cannot start it; run scripts/setup.sh, pass --python, or --no-plots",
-                python.display()
-            )
-        })?;
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(PLOT_SCRIPT.as_bytes())
-        .context("sending the plotting script to Python")?;
-    let status = child.wait().context("waiting for the plotting script")?;
-    if !status.success() {
-        bail!(
-            "the figures failed ({status}) with --python {}; the JSON is written; it needs \
-             matplotlib (scripts/setup.sh installs it) or pass --no-plots",
-            python.display()
-        );
-    }
-    println!("drew the figures beside the JSON in {}", folder.display());
-    Ok(())
-}
-
-fn default_python() -> PathBuf {
-    if let Some(python) = std::env::var_os("GRADTRACE_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let venv = PathBuf::from(".venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("python3")
-    }
 }
