@@ -297,7 +297,7 @@ pub struct SweepArgs {
     pub quiet: bool,
 
     /// Seeds: a list, with ranges allowed (0..8 is 0 to 7).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub seeds: Vec<String>,
 
     /// Seeds 0 to N - 1 (instead of --seeds).
@@ -305,27 +305,27 @@ pub struct SweepArgs {
     pub seed_count: Option<u64>,
 
     /// Activations.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub activation: Vec<String>,
 
     /// Initializers.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub init: Vec<String>,
 
     /// Means for `normal`.
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, allow_negative_numbers = true)]
     pub init_mean: Vec<String>,
 
     /// S.D.s for `normal`.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub init_sd: Vec<String>,
 
     /// Lower bounds for `uniform`.
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, allow_negative_numbers = true)]
     pub init_low: Vec<String>,
 
     /// Upper bounds for `uniform`.
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, allow_negative_numbers = true)]
     pub init_high: Vec<String>,
 
     /// One hidden layout per use, as `gradtrace run` takes it: --hidden 5,5,5,5 --hidden 10,10.
@@ -333,55 +333,55 @@ pub struct SweepArgs {
     pub hidden: Vec<String>,
 
     /// Optimizers.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub optimizer: Vec<String>,
 
     /// Learning rates.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub lr: Vec<String>,
 
     /// RMSprop rho values.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub rho: Vec<String>,
 
     /// Adam beta1 values.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub beta1: Vec<String>,
 
     /// Adam beta2 values.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub beta2: Vec<String>,
 
     /// Epsilons.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub epsilon: Vec<String>,
 
     /// SGD momentums.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub momentum: Vec<String>,
 
     /// Epoch counts.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub epochs: Vec<String>,
 
     /// Batch sizes.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub batch_size: Vec<String>,
 
     /// Two-circles sizes.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub samples: Vec<String>,
 
     /// Two-circles factors.
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, allow_negative_numbers = true)]
     pub factor: Vec<String>,
 
     /// Two-circles noise levels.
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, allow_negative_numbers = true)]
     pub noise: Vec<String>,
 
     /// Two-circles data seeds.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub data_seed: Vec<String>,
 
     /// CSV files, one per use.
@@ -389,15 +389,15 @@ pub struct SweepArgs {
     pub csv: Vec<String>,
 
     /// Shuffling: true, false or both.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub shuffle: Vec<String>,
 
     /// Gradient recording schedules (epoch, N steps, never).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub grad_every: Vec<String>,
 
     /// Record levels (full, stats).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub record: Vec<String>,
 }
 

@@ -1,0 +1,417 @@
+//! `gradtrace sweep` and `gradtrace summary` end to end: resuming, interrupting, locking,
+//! sharding, and refusing bad grids.
+
+mod common;
+
+use common::{gradtrace, listing, read_json};
+use predicates::prelude::PredicateBooleanExt;
+use predicates::str::contains;
+use std::collections::BTreeSet;
+use std::path::Path;
+use tempfile::TempDir;
+
+/// A 12-run grid of tiny runs: 2 activations x 2 initializers x 3 seeds.
+const GRID: &[&str] = &[
+    "--activation",
+    "sigmoid,tanh",
+    "--init",
+    "normal,glorot-uniform",
+    "--seeds",
+    "0..3",
+    "--hidden",
+    "4,3",
+    "--epochs",
+    "3",
+    "--samples",
+    "100",
+    "--record",
+    "stats",
+    "--quiet",
+];
+
+fn sweep(folder: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    gradtrace()
+        .arg("sweep")
+        .args(GRID)
+        .args(extra)
+        .arg("--out-dir")
+        .arg(folder)
+        .assert()
+}
+
+/// Run ids with a JSON file, and index ids, of a sweep folder.
+fn contents(folder: &Path) -> (BTreeSet<String>, Vec<String>) {
+    let runs = listing(&folder.join("runs"))
+        .into_iter()
+        .filter_map(|f| f.strip_suffix(".json").map(String::from))
+        .collect();
+    let mut indexed = Vec::new();
+    for file in listing(folder)
+        .into_iter()
+        .filter(|f| f.starts_with("index"))
+    {
+        let text = std::fs::read_to_string(folder.join(file)).unwrap();
+        for line in text.lines() {
+            let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+            indexed.push(entry["id"].as_str().unwrap().to_string());
+        }
+    }
+    indexed.sort();
+    (runs, indexed)
+}
+
+#[test]
+fn a_sweep_writes_every_run_once_and_a_rerun_skips_them() {
+    let dir = TempDir::new().unwrap();
+    let folder = dir.path().join("s");
+    sweep(&folder, &[]).success();
+    let (runs, indexed) = contents(&folder);
+    assert_eq!(runs.len(), 12);
+    assert_eq!(indexed, runs.iter().cloned().collect::<Vec<_>>());
+    let json = read_json(
+        &folder
+            .join("runs")
+            .join(format!("{}.json", runs.first().unwrap())),
+    );
+    assert_eq!(json["format"], "gradtrace-run");
+
+    let before = std::fs::metadata(folder.join("index.jsonl")).unwrap().len();
+    gradtrace()
+        .arg("sweep")
+        .args(GRID)
+        .arg("--out-dir")
+        .arg(&folder)
+        .args(["--jobs", "1"])
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::metadata(folder.join("index.jsonl")).unwrap().len(),
+        before
+    );
+}
+
+#[test]
+fn a_sweep_killed_midway_is_finished_by_the_next_invocation_with_every_run_once() {
+    let dir = TempDir::new().unwrap();
+    let folder = dir.path().join("s");
+    let mut args: Vec<String> = GRID.iter().map(|s| s.to_string()).collect();
+    args.extend([
+        "--seeds".into(),
+        "0..20".into(),
+        "--epochs".into(),
+        "30".into(),
+    ]);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gradtrace"))
+        .arg("sweep")
+        .args(&args)
+        .arg("--out-dir")
+        .arg(&folder)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while contents(&folder).0.len() < 5 && started.elapsed().as_secs() < 120 {
+        assert!(child.try_wait().unwrap().is_none(), "the sweep ended early");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let (partial, _) = contents(&folder);
+    assert!(
+        partial.len() >= 5 && partial.len() < 80,
+        "killed midway: {} runs",
+        partial.len()
+    );
+
+    // A torn line as a kill could leave it.
+    use std::io::Write;
+    let mut index = std::fs::OpenOptions::new()
+        .append(true)
+        .open(folder.join("index.jsonl"))
+        .unwrap();
+    index.write_all(b"{\"id\":\"torn").unwrap();
+    drop(index);
+
+    gradtrace()
+        .arg("sweep")
+        .args(&args)
+        .arg("--out-dir")
+        .arg(&folder)
+        .assert()
+        .success();
+    let (runs, indexed) = contents(&folder);
+    assert_eq!(runs.len(), 80);
+    assert_eq!(
+        indexed,
+        runs.iter().cloned().collect::<Vec<_>>(),
+        "each run indexed once"
+    );
+    assert!(partial.is_subset(&runs));
+    let leftovers: Vec<String> = listing(&folder.join("runs"))
+        .into_iter()
+        .filter(|f| !f.ends_with(".json"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn ctrl_c_stops_a_sweep_with_status_130_keeping_finished_runs() {
+    let dir = TempDir::new().unwrap();
+    let folder = dir.path().join("s");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gradtrace"))
+        .arg("sweep")
+        .args(GRID)
+        .args(["--seeds", "0..50", "--epochs", "50", "--out-dir"])
+        .arg(&folder)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while contents(&folder).0.len() < 2 && started.elapsed().as_secs() < 120 {
+        assert!(child.try_wait().unwrap().is_none(), "the sweep ended early");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let (runs, indexed) = contents(&folder);
+    assert!(!runs.is_empty() && runs.len() < 200);
+    assert_eq!(indexed, runs.iter().cloned().collect::<Vec<_>>());
+    assert!(listing(&folder.join("runs"))
+        .iter()
+        .all(|f| f.ends_with(".json")));
+}
+
+#[test]
+fn two_sweeps_on_one_folder_at_once_do_not_collide() {
+    let dir = TempDir::new().unwrap();
+    let folder = dir.path().join("s");
+    let mut first = std::process::Command::new(assert_cmd::cargo::cargo_bin("gradtrace"))
+        .arg("sweep")
+        .args(GRID)
+        .args(["--seeds", "0..50", "--epochs", "50", "--out-dir"])
+        .arg(&folder)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !folder.join("runs").exists() && started.elapsed().as_secs() < 60 {
+        assert!(first.try_wait().unwrap().is_none(), "the sweep ended early");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    gradtrace()
+        .arg("sweep")
+        .args(GRID)
+        .args(["--seeds", "0..50", "--epochs", "50", "--out-dir"])
+        .arg(&folder)
+        .assert()
+        .failure()
+        .stderr(contains("another gradtrace sweep is running"));
+    first.kill().unwrap();
+    first.wait().unwrap();
+}
+
+#[test]
+fn a_folder_of_another_sweep_is_refused_unless_extended() {
+    let dir = TempDir::new().unwrap();
+    let folder = dir.path().join("s");
+    sweep(&folder, &[]).success();
+    sweep(&folder, &["--lr", "0.01"])
+        .failure()
+        .stderr(contains("holds a different sweep"));
+    assert_eq!(contents(&folder).0.len(), 12);
+    sweep(&folder, &["--lr", "0.01", "--extend"]).success();
+    assert_eq!(contents(&folder).0.len(), 24);
+    sweep(&folder, &["--lr", "0.01"]).success(); // now part of the folder's grids
+}
+
+#[test]
+fn shards_merge_into_the_same_summary_as_one_machine() {
+    let dir = TempDir::new().unwrap();
+    let whole = dir.path().join("whole");
+    sweep(&whole, &[]).success();
+    let shared = dir.path().join("sharded");
+    for shard in ["0/4", "1/4", "2/4", "3/4"] {
+        sweep(&shared, &["--shard", shard]).success();
+    }
+    assert_eq!(contents(&shared).0, contents(&whole).0);
+
+    let summary = |folder: &Path, json: &Path| {
+        gradtrace()
+            .arg("summary")
+            .arg(folder)
+            .arg("--json")
+            .arg(json)
+            .assert()
+            .success();
+        let mut value = read_json(json);
+        // Wall times differ between machines and runs; everything else must match.
+        for row in value.as_array_mut().unwrap() {
+            row.as_object_mut().unwrap().remove("wall_time_s");
+        }
+        value
+    };
+    let merged = summary(&shared, &dir.path().join("a.json"));
+    assert_eq!(merged, summary(&whole, &dir.path().join("b.json")));
+    assert_eq!(
+        merged.as_array().unwrap().len(),
+        4,
+        "2 activations x 2 initializers"
+    );
+    assert_eq!(merged[0]["runs"], 3);
+
+    // Kubernetes: the index comes from JOB_COMPLETION_INDEX, the count from --shards.
+    let k8s = dir.path().join("k8s");
+    for index in ["0", "1"] {
+        gradtrace()
+            .arg("sweep")
+            .args(GRID)
+            .args(["--shards", "2", "--out-dir"])
+            .arg(&k8s)
+            .env("JOB_COMPLETION_INDEX", index)
+            .assert()
+            .success();
+    }
+    assert_eq!(contents(&k8s).0, contents(&whole).0);
+    // Slurm: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT.
+    let slurm = dir.path().join("slurm");
+    for task in ["0", "1", "2"] {
+        gradtrace()
+            .arg("sweep")
+            .args(GRID)
+            .arg("--out-dir")
+            .arg(&slurm)
+            .env("SLURM_ARRAY_TASK_ID", task)
+            .env("SLURM_ARRAY_TASK_COUNT", "3")
+            .assert()
+            .success();
+    }
+    assert_eq!(contents(&slurm).0, contents(&whole).0);
+    assert_eq!(
+        listing(&slurm)
+            .iter()
+            .filter(|f| f.starts_with("index-shard"))
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn a_sweep_file_gives_the_same_runs_as_flags() {
+    let dir = TempDir::new().unwrap();
+    let file = dir.path().join("grid.toml");
+    std::fs::write(
+        &file,
+        "activation = [\"sigmoid\", \"tanh\"]\ninit = [\"normal\", \"glorot-uniform\"]\n\
+         seed = \"0..3\"\nhidden = \"4,3\"\nepochs = 3\nsamples = 100\nrecord = \"stats\"\n",
+    )
+    .unwrap();
+    let from_file = dir.path().join("file");
+    gradtrace()
+        .args(["sweep", "--quiet", "--file"])
+        .arg(&file)
+        .arg("--out-dir")
+        .arg(&from_file)
+        .assert()
+        .success();
+    let from_flags = dir.path().join("flags");
+    sweep(&from_flags, &[]).success();
+    assert_eq!(contents(&from_file).0, contents(&from_flags).0);
+}
+
+#[test]
+fn bad_grids_and_shards_are_refused_with_nothing_written() {
+    let dir = TempDir::new().unwrap();
+    let folder = dir.path().join("s");
+    let refuse = |args: &[&str], expected: &[&str]| {
+        let assert = gradtrace()
+            .arg("sweep")
+            .args(args)
+            .arg("--out-dir")
+            .arg(&folder)
+            .assert()
+            .failure();
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        for piece in expected {
+            assert!(
+                stderr.contains(piece),
+                "{args:?}: `{piece}` missing from {stderr}"
+            );
+        }
+        assert!(!folder.exists(), "{args:?} wrote {folder:?}");
+    };
+    refuse(&[], &["grid is empty"]);
+    refuse(
+        &["--activation", "sigmoid,swish"],
+        &["--activation", "swish"],
+    );
+    refuse(&["--epochs", "0"], &["--epochs"]);
+    refuse(&["--seeds", "5..2"], &["--seeds", "empty"]);
+    refuse(
+        &["--activation", "tanh", "--shard", "4/4"],
+        &["--shard 4/4", "out of range"],
+    );
+    refuse(&["--activation", "tanh", "--shard", "0/0"], &["at least 1"]);
+    refuse(
+        &["--activation", "tanh", "--shards", "3"],
+        &["JOB_COMPLETION_INDEX"],
+    );
+
+    let file = dir.path().join("grid.toml");
+    std::fs::write(&file, "activation = [\"tanh\"]\n\nlearning_rate = [0.1]\n").unwrap();
+    refuse(
+        &["--file", file.to_str().unwrap()],
+        &["grid.toml:3", "unknown knob `learning_rate`"],
+    );
+    std::fs::write(&file, "activation = [\"tanh\"]\ninit = [\"xavier\"]\n").unwrap();
+    refuse(
+        &["--file", file.to_str().unwrap()],
+        &["grid.toml:2", "xavier"],
+    );
+
+    // A folder that is not a sweep's is never written into.
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("mine.txt"), "mine").unwrap();
+    gradtrace()
+        .args([
+            "sweep",
+            "--activation",
+            "tanh",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out-dir",
+        ])
+        .arg(&folder)
+        .assert()
+        .failure()
+        .stderr(contains("not a gradtrace sweep folder").and(contains("--out-dir")));
+    assert_eq!(listing(&folder), ["mine.txt"]);
+}
+
+#[test]
+fn summary_writes_csv_and_json_and_refuses_non_sweep_folders() {
+    let dir = TempDir::new().unwrap();
+    let folder = dir.path().join("s");
+    sweep(&folder, &[]).success();
+    let csv = dir.path().join("table.csv");
+    gradtrace()
+        .arg("summary")
+        .arg(&folder)
+        .arg("--csv")
+        .arg(&csv)
+        .assert()
+        .success()
+        .stdout(contains("activation").and(contains("acc_mean")));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(
+        text.lines().count(),
+        5,
+        "header + 4 configurations:\n{text}"
+    );
+    assert!(text.starts_with("activation,init,runs,"));
+    gradtrace()
+        .arg("summary")
+        .arg(dir.path())
+        .assert()
+        .failure()
+        .stderr(contains("no index"));
+}
