@@ -415,3 +415,28 @@ fn summary_writes_csv_and_json_and_refuses_non_sweep_folders() {
         .failure()
         .stderr(contains("no index"));
 }
+
+#[test]
+fn the_kubernetes_manifest_shards_as_many_ways_as_it_has_completions() {
+    let text = std::fs::read_to_string("scripts/k8s/sweep-job.yaml").unwrap();
+    let value_after = |key: &str| -> String {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .unwrap();
+        line.split(':').nth(1).unwrap().trim().to_string()
+    };
+    assert_eq!(value_after("completionMode:"), "Indexed");
+    let completions = value_after("completions:");
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let shards = lines
+        .iter()
+        .position(|l| *l == "- --shards")
+        .expect("the Job passes --shards");
+    assert_eq!(
+        lines[shards + 1],
+        format!("- \"{completions}\""),
+        "--shards must equal completions"
+    );
+    assert!(lines.contains(&"- sweep"));
+}
