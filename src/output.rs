@@ -199,7 +199,7 @@ pub fn progress_bar(len: u64, unit: &str, quiet: bool) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     let template =
-        format!("{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{elapsed}}, {{eta}} left)");
+        format!("{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{per_sec}}, {{eta}} left)");
     bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
     bar
 }

@@ -118,6 +118,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     // Train in parallel; each finished run is written, then indexed.
     let started = Instant::now();
     let bar = progress_bar(todo.len() as u64, "runs", args.quiet);
+    bar.set_message("sweep, 0 failed");
     let failed = AtomicUsize::new(0);
     let outcomes = map_parallel(
         &todo,
@@ -127,7 +128,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             if matches!(outcome, Outcome::Failed) {
                 failed.fetch_add(1, Ordering::Relaxed);
             }
-            bar.set_message(format!("{} failed", failed.load(Ordering::Relaxed)));
+            bar.set_message(format!("sweep, {} failed", failed.load(Ordering::Relaxed)));
             bar.inc(1);
         },
     );
