@@ -5,7 +5,7 @@
 //! before training starts, so an unwritable destination fails in milliseconds, not after a run.
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -199,8 +199,16 @@ pub fn progress_bar(len: u64, unit: &str, quiet: bool) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     let template =
-        format!("{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{per_sec}}, {{eta}} left)");
-    bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
+        format!("{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{rate}} {unit}/s, {{eta}} left)");
+    let style = ProgressStyle::with_template(&template)
+        .expect("valid template")
+        .with_key(
+            "rate",
+            |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                let _ = write!(out, "{:.1}", state.per_sec());
+            },
+        );
+    bar.set_style(style);
     bar
 }
 
