@@ -121,6 +121,8 @@ fn print_table(header: &[String], table: &[Vec<String>]) {
             .map(|(c, w)| format!("{c:<w$}"))
             .collect::<Vec<_>>()
             .join("  ")
+            .trim_end()
+            .to_string()
     };
     println!("{}", line(header));
     println!(
