@@ -440,3 +440,56 @@ fn the_kubernetes_manifest_shards_as_many_ways_as_it_has_completions() {
     );
     assert!(lines.contains(&"- sweep"));
 }
+
+#[test]
+fn diverged_runs_are_recorded_and_the_sweep_goes_on() {
+    let dir = TempDir::new().unwrap();
+    let folder = dir.path().join("s");
+    gradtrace()
+        .args([
+            "sweep",
+            "--quiet",
+            "--activation",
+            "linear",
+            "--optimizer",
+            "sgd",
+        ])
+        .args([
+            "--lr",
+            "0.001,1e30",
+            "--seeds",
+            "0..2",
+            "--epochs",
+            "3",
+            "--samples",
+            "100",
+        ])
+        .arg("--out-dir")
+        .arg(&folder)
+        .assert()
+        .success();
+    let (runs, _) = contents(&folder);
+    assert_eq!(runs.len(), 4, "diverged runs keep their history");
+    let index = std::fs::read_to_string(folder.join("index.jsonl")).unwrap();
+    assert_eq!(index.matches("\"status\":\"diverged\"").count(), 2);
+
+    let json = dir.path().join("summary.json");
+    gradtrace()
+        .arg("summary")
+        .arg(&folder)
+        .arg("--json")
+        .arg(&json)
+        .assert()
+        .success();
+    let rows = read_json(&json);
+    let share = |lr: &str| {
+        let row = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["knobs"]["optimizer.learning_rate"] == lr);
+        row.unwrap()["diverged_share"].as_f64().unwrap()
+    };
+    assert_eq!(share("0.001"), 0.0);
+    assert_eq!(share("1e+30"), 1.0);
+}
