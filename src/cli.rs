@@ -42,19 +42,19 @@ pub struct ModelArgs {
     pub init: Init,
 
     /// Mean of the kernel entries for `--init normal`.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub init_mean: f64,
 
     /// S.D. of the kernel entries for `--init normal`.
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     pub init_sd: f64,
 
     /// Lower bound for `--init uniform`.
-    #[arg(long, default_value_t = -0.05, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = -0.05, allow_hyphen_values = true)]
     pub init_low: f64,
 
     /// Upper bound for `--init uniform`.
-    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.05, allow_hyphen_values = true)]
     pub init_high: f64,
 
     /// Hidden-layer widths, input side first; the depth follows from the list.
@@ -72,27 +72,27 @@ pub struct ModelArgs {
     pub optimizer: OptimizerKind,
 
     /// Learning rate [default: 0.001 for rmsprop and adam, 0.01 for sgd].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     pub lr: Option<f64>,
 
     /// RMSprop's decay of the squared-gradient average.
-    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
     pub rho: f64,
 
     /// Adam's first-moment decay.
-    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
     pub beta1: f64,
 
     /// Adam's second-moment decay.
-    #[arg(long, default_value_t = 0.999, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.999, allow_hyphen_values = true)]
     pub beta2: f64,
 
     /// RMSprop's and Adam's epsilon (Keras placement; see the README).
-    #[arg(long, default_value_t = 1e-7, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1e-7, allow_hyphen_values = true)]
     pub epsilon: f64,
 
     /// SGD momentum (0 for plain SGD).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub momentum: f64,
 
     /// Passes over the training data.

@@ -161,8 +161,8 @@ pub enum RecordLevel {
 
 /// Most points a two-circles dataset may have.
 pub const MAX_SAMPLES: usize = 100_000_000;
-/// Most parameters a network may have (4 GB of float32 weights).
-pub const MAX_PARAMETERS: u64 = 1_000_000_000;
+/// Most parameters a network may have (weights, gradients and optimizer state: 1.6 GB).
+pub const MAX_PARAMETERS: u64 = 100_000_000;
 /// Most activations (samples x widest layer x layers) one forward pass over the data may hold.
 pub const MAX_ACTIVATIONS: u64 = 2_000_000_000;
 /// Largest history gradtrace will build (it is held in memory, then written as JSON).
@@ -263,10 +263,16 @@ impl RunConfig {
         if let GradEvery::Steps(0) = self.grad_every {
             bail!("--grad-every must be `epoch`, `never` or a step count of at least 1 (got 0)");
         }
-        if self.name.is_empty() || self.name.starts_with('.') || self.name.contains(['/', '\\']) {
+        let plain = !self.name.is_empty()
+            && self.name.len() <= 200
+            && !self.name.starts_with('.')
+            && !self.name.contains(['/', '\\'])
+            && !self.name.chars().any(char::is_control);
+        if !plain {
             bail!(
-                "--name `{}`: use a plain file name (no path separator, no leading dot)",
-                self.name
+                "--name `{}`: use a plain file name of at most 200 bytes (no path separator, \
+                 control character or leading dot)",
+                self.name.escape_debug()
             );
         }
 
@@ -282,7 +288,7 @@ impl RunConfig {
             }
         }
         if self.init_sd < 0.0 {
-            bail!("--init-sd must be at least 0 (got {})", self.init_sd);
+            bail!("--init-sd must be at least 0 (got {:?})", self.init_sd);
         }
         if self.init == Init::Uniform
             && !(self.init_low < self.init_high && (self.init_high - self.init_low).is_finite())
@@ -295,9 +301,9 @@ impl RunConfig {
         }
 
         let opt = &self.optimizer;
-        if !(opt.learning_rate > 0.0 && opt.learning_rate.is_finite()) {
+        if !(opt.learning_rate > 0.0 && (opt.learning_rate as f32).is_finite()) {
             bail!(
-                "--lr must be a positive, finite number (got {})",
+                "--lr must be a positive, finite float32 number (got {:?})",
                 opt.learning_rate
             );
         }
@@ -307,15 +313,15 @@ impl RunConfig {
             ("--beta2", opt.beta2),
         ] {
             if !(0.0..1.0).contains(&value) {
-                bail!("{flag} must be in [0, 1) (got {value})");
+                bail!("{flag} must be in [0, 1) (got {value:?})");
             }
         }
         if !(0.0..1.0).contains(&opt.momentum) {
-            bail!("--momentum must be in [0, 1) (got {})", opt.momentum);
+            bail!("--momentum must be in [0, 1) (got {:?})", opt.momentum);
         }
-        if !(opt.epsilon > 0.0 && opt.epsilon.is_finite()) {
+        if !(opt.epsilon > 0.0 && (opt.epsilon as f32).is_finite()) {
             bail!(
-                "--epsilon must be a positive, finite number (got {})",
+                "--epsilon must be a positive, finite float32 number (got {:?})",
                 opt.epsilon
             );
         }
@@ -336,17 +342,22 @@ impl RunConfig {
                 bail!("--samples {samples} is more than gradtrace holds ({MAX_SAMPLES} at most)");
             }
             if !(factor > 0.0 && factor < 1.0) {
-                bail!("--factor must be strictly between 0 and 1 (got {factor})");
+                bail!("--factor must be strictly between 0 and 1 (got {factor:?})");
             }
             if !(noise >= 0.0 && (noise as f32).is_finite()) {
                 bail!("--noise must be 0 or a positive, finite float32 number (got {noise:?})");
             }
         }
-        self.check_size()
+        let declared = match self.data {
+            DataConfig::TwoCircles { samples, .. } => Some(samples),
+            DataConfig::Csv { .. } => None,
+        };
+        self.check_size(declared)
     }
 
-    /// Refuses networks and histories too large to hold, before anything is allocated.
-    fn check_size(&self) -> Result<()> {
+    /// Refuses networks, data and histories too large to hold, before anything is allocated.
+    /// `samples` is the data's size where known (a CSV file's only once it is read).
+    pub fn check_size(&self, samples: Option<usize>) -> Result<()> {
         let widths = self.widths();
         let params = widths.windows(2).try_fold(0u64, |total, pair| {
             let (inputs, units) = (pair[0] as u64, pair[1] as u64);
@@ -361,23 +372,23 @@ impl RunConfig {
                  narrower layers"
             );
         }
-        let samples = match &self.data {
-            DataConfig::TwoCircles { samples, .. } => *samples as u64,
-            DataConfig::Csv { .. } => 0,
+        let Some(samples) = samples else {
+            return Ok(());
         };
+        if samples > MAX_SAMPLES {
+            bail!("the data has {samples} points, more than gradtrace holds ({MAX_SAMPLES})");
+        }
         let widest = widths.iter().copied().max().unwrap_or(1) as u64;
-        if samples
+        let activations = (samples as u64)
             .saturating_mul(widest)
-            .saturating_mul(widths.len() as u64)
-            > MAX_ACTIVATIONS
-        {
+            .saturating_mul(widths.len() as u64);
+        if activations > MAX_ACTIVATIONS {
             bail!(
-                "--samples {samples} with a layer of width {widest}: the activations would not fit \
-                 in memory; use fewer samples or narrower layers"
+                "{samples} points with a layer of width {widest}: the activations would not fit \
+                 in memory; use fewer points or narrower layers"
             );
         }
-
-        let bytes = self.estimated_history_bytes();
+        let bytes = self.estimated_history_bytes(samples);
         if bytes > MAX_HISTORY_BYTES {
             bail!(
                 "the history would take about {} GB: reduce --epochs, record gradients less \
@@ -388,8 +399,9 @@ impl RunConfig {
         Ok(())
     }
 
-    /// Rough size of the run JSON in bytes: every recorded float costs about 12 characters.
-    pub fn estimated_history_bytes(&self) -> u64 {
+    /// Rough size of the run JSON in bytes for data of `samples` points: pretty-printed, every
+    /// recorded float takes its own indented line, about 29 characters.
+    pub fn estimated_history_bytes(&self, samples: usize) -> u64 {
         let widths = self.widths();
         let params: u64 = widths
             .windows(2)
@@ -399,10 +411,7 @@ impl RunConfig {
                     .saturating_add(p[1] as u64)
             })
             .fold(0, u64::saturating_add);
-        let samples = match &self.data {
-            DataConfig::TwoCircles { samples, .. } => *samples as u64,
-            DataConfig::Csv { .. } => 1,
-        };
+        let samples = samples.max(1) as u64;
         let layers = (widths.len() - 1) as u64;
         let epochs = self.epochs as u64;
         let steps_per_epoch = samples.div_ceil(self.batch_size.max(1) as u64).max(1);
@@ -415,7 +424,7 @@ impl RunConfig {
             GradEvery::Never => 0,
         };
         let per_matrix = if self.record == RecordLevel::Full {
-            params.saturating_mul(12)
+            params.saturating_mul(29)
         } else {
             0
         };

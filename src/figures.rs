@@ -41,25 +41,31 @@ impl Plotter {
         Ok(Plotter { python })
     }
 
-    /// Draws the figures of these run files beside them, split over `jobs` Python processes.
+    /// Draws the figures of these run files beside them, split over `jobs` Python processes,
+    /// and checks that each run's weight figure exists afterwards.
     pub fn draw(&self, files: &[PathBuf], jobs: usize) -> Result<()> {
+        // The script goes to Python as a file: a pipe would let a Python that stops reading
+        // early kill us with SIGPIPE.
+        let mut script = tempfile::Builder::new()
+            .prefix("gradtrace-plot-")
+            .suffix(".py")
+            .tempfile()?;
+        script
+            .write_all(PLOT_SCRIPT.as_bytes())
+            .context("writing the plotting script")?;
+        script.flush()?;
+
         let chunk = files.len().div_ceil(jobs.max(1)).max(1);
         let mut children = Vec::new();
         for part in files.chunks(chunk) {
-            let mut child = Command::new(&self.python)
-                .arg("-")
+            let child = Command::new(&self.python)
+                .arg(script.path())
                 .args(part)
-                .stdin(Stdio::piped())
+                .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
                 .with_context(|| format!("starting {}", self.python.display()))?;
-            child
-                .stdin
-                .take()
-                .expect("stdin is piped")
-                .write_all(PLOT_SCRIPT.as_bytes())
-                .context("sending the plotting script to Python")?;
             children.push(child);
         }
         let mut failure = None;
@@ -79,6 +85,17 @@ impl Plotter {
         }
         if let Some(reason) = failure {
             bail!("the figures failed: {reason}; the JSON files are complete");
+        }
+        if let Some(missing) = files
+            .iter()
+            .map(|f| f.with_extension("weights.png"))
+            .find(|p| !p.exists())
+        {
+            bail!(
+                "--python {}: the plotting script drew nothing (no {}); the JSON files are complete",
+                self.python.display(),
+                missing.display()
+            );
         }
         Ok(())
     }

@@ -25,7 +25,7 @@ impl fmt::Display for Interrupted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "interrupted; finished results are kept, run the same command to go on"
+            "interrupted; finished results are kept, unfinished ones removed"
         )
     }
 }

@@ -38,12 +38,18 @@ fn main() -> ExitCode {
             gradtrace::train::panic_message(&*payload)
         ))
     });
+    // A stop request wins over whatever it caused (a figure script killed by the same Ctrl-C,
+    // say) and over a result that finished anyway: the user asked to stop.
+    let interrupted = gradtrace::interrupt::requested()
+        || outcome
+            .as_ref()
+            .is_err_and(|e| e.is::<gradtrace::interrupt::Interrupted>());
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is::<gradtrace::interrupt::Interrupted>() => {
-            eprintln!("{e}");
+        _ if interrupted => {
+            eprintln!("{}", gradtrace::interrupt::Interrupted);
             ExitCode::from(130)
         }
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -35,6 +35,9 @@ impl PendingFile {
         if path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/') {
             bail!("{flag} {shown}: names a folder, not a file; give a file path ending in .json");
         }
+        if path.file_name().is_some_and(|name| name.len() > 200) {
+            bail!("{flag} {shown}: the file name is too long; keep it under 200 bytes");
+        }
         let present = path.symlink_metadata().is_ok();
         if present && !replace {
             bail!("{flag} {shown}: the file exists; pass --force to replace it or choose another");
@@ -145,6 +148,11 @@ fn hostname() -> String {
         String::new()
     };
     name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+}
+
+/// True for the name of a gradtrace temporary file (of any process, on any host).
+pub fn is_temp_file(name: &str) -> bool {
+    name.starts_with(".gradtrace-") && name.ends_with(".tmp")
 }
 
 /// Deletes temporary files that killed gradtrace processes on this host left in `folder`.

@@ -70,6 +70,7 @@ fn train_unguarded(
     mut on_epoch: impl FnMut(usize),
 ) -> Result<RunRecord> {
     config.validate()?;
+    config.check_size(Some(data.len()))?;
     let started = Instant::now();
     let n = data.len();
     let batch = config.batch_size.min(n);
@@ -177,6 +178,18 @@ fn train_unguarded(
         }
     }
 
+    // The final weights may be finite and still overflow the logits: that too is divergence,
+    // caused by the last update.
+    let after = evaluate(&model, &x_all, &data.y);
+    if diverged_at.is_none() && !after.loss.is_finite() {
+        let epoch = epochs.len();
+        diverged_at = Some(StepRef {
+            epoch,
+            step: steps_per_epoch - 1,
+            global_step: global_step - 1,
+        });
+    }
+
     // After the last step: one more gradient, over the whole training set, with final weights.
     if config.grad_every != GradEvery::Never && diverged_at.is_none() {
         let logits = model.compute_gradients(&x_all, &y_all);
@@ -194,7 +207,6 @@ fn train_unguarded(
             full,
         ));
     }
-    let after = evaluate(&model, &x_all, &data.y);
 
     Ok(RunRecord {
         format: FORMAT,

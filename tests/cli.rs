@@ -369,7 +369,7 @@ fn non_finite_and_oversized_values_are_refused_before_anything_is_allocated() {
         &["--samples", "at most"],
     );
     rejects(&["--hidden", "100000,100000"], &["--hidden", "parameters"]);
-    rejects(&["--hidden", "100000000"], &["activations would not fit"]);
+    rejects(&["--hidden", "10000000"], &["activations would not fit"]);
     rejects(
         &["--epochs", "100000000000000"],
         &["--epochs", "--record stats"],
@@ -401,20 +401,14 @@ fn an_output_path_that_names_a_folder_is_refused() {
 fn a_run_that_breaks_its_weights_on_the_last_update_is_still_marked_diverged() {
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("last.json");
-    // One epoch of one full batch: the only update is the last, and it overflows the weights.
+    // One epoch of one full batch: the only update is the last; it leaves finite weights so
+    // large (about 3e38) that the logits overflow.
     gradtrace()
         .arg("run")
         .args(TINY)
         .args(SMALL_DATA)
-        .args([
-            "--lr",
-            "1e39",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "100",
-            "--out",
-        ])
+        .args(["--activation", "linear", "--lr", "1e38", "--epochs", "1"])
+        .args(["--batch-size", "100", "--out"])
         .arg(&out)
         .assert()
         .success()
@@ -526,4 +520,24 @@ fn the_tutorial_writes_every_run_and_replaces_only_its_own_earlier_results() {
         "a user's file stays"
     );
     assert_eq!(files.iter().filter(|f| f.ends_with(".json")).count(), 16);
+}
+
+#[test]
+fn a_killed_tutorial_does_not_block_the_next_one() {
+    let dir = TempDir::new().unwrap();
+    // What `kill -9` during a first tutorial leaves: hidden temporary files only.
+    std::fs::write(dir.path().join(".gradtrace-otherhost-1-abc.tmp"), "partial").unwrap();
+    gradtrace()
+        .args([
+            "tutorial",
+            "--epochs",
+            "1",
+            "--no-plots",
+            "--quiet",
+            "--out-dir",
+        ])
+        .arg(dir.path())
+        .assert()
+        .success();
+    assert!(dir.path().join("summary.json").exists());
 }

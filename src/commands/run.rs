@@ -21,7 +21,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             .join(format!("{}.json", config.name))
     });
     let pending = PendingFile::reserve(&path, args.force, "--out")?;
-    let bytes = config.estimated_history_bytes();
+    let bytes = config.estimated_history_bytes(data.len());
     if bytes > WARN_HISTORY_BYTES {
         eprintln!(
             "warning: the run JSON will be about {} MB; --record stats keeps only the summaries",
@@ -38,8 +38,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
     if let (Status::Diverged, Some(at)) = (record.status, record.diverged_at) {
         eprintln!(
             "warning: {} diverged (loss or weights no longer finite) at epoch {}, step {} \
-             (global step {});
-             training stopped there (a learning rate or initial weights too large?)",
+             (global step {}); training stopped there (learning rate or initial weights too \
+             large?)",
             config.name, at.epoch, at.step, at.global_step
         );
     }

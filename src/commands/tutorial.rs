@@ -13,11 +13,12 @@ use crate::cli::{kebab, TutorialArgs};
 use crate::config::{Activation, GradEvery, Init, OptimizerKind, RunConfig};
 use crate::data::Dataset;
 use crate::figures::Plotter;
-use crate::output::{progress_bar, PendingFile};
+use crate::interrupt::Interrupted;
+use crate::output::{is_temp_file, progress_bar, remove_stale_temp_files, PendingFile};
 use crate::pool::{default_jobs, map_parallel};
 use crate::record::{median, RunRecord, Status};
 use crate::train::train;
-use anyhow::{Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -82,15 +83,18 @@ pub fn run(args: &TutorialArgs) -> Result<()> {
     } else {
         Some(Plotter::find(args.python.as_deref())?)
     };
-    let earlier = earlier_tutorial(&args.out_dir)?;
-    let files: Vec<PendingFile> = experiments
+    let names: Vec<String> = experiments
         .iter()
-        .map(|e| {
-            let path = args.out_dir.join(format!("{}.json", e.config.name));
-            PendingFile::reserve(&path, true, "--out-dir")
-        })
-        .collect::<Result<_>>()?;
+        .map(|e| format!("{}.json", e.config.name))
+        .collect();
+    let earlier = earlier_tutorial(&args.out_dir, &names)?;
+    // The summary is reserved first, so it is dropped last: if anything fails, the folder it
+    // may have created is removed after every other reservation.
     let summary_file = PendingFile::reserve(&args.out_dir.join("summary.json"), true, "--out-dir")?;
+    let files: Vec<PendingFile> = names
+        .iter()
+        .map(|name| PendingFile::reserve(&args.out_dir.join(name), true, "--out-dir"))
+        .collect::<Result<_>>()?;
 
     // Train in parallel; each worker owns its models.
     let jobs = args.jobs.map_or_else(default_jobs, |j| j as usize);
@@ -113,6 +117,12 @@ pub fn run(args: &TutorialArgs) -> Result<()> {
     bar.finish_and_clear();
 
     // Write nothing unless every run trained; then every history, then the summary.
+    if records
+        .iter()
+        .any(|r| r.as_ref().is_err_and(|e| e.is::<Interrupted>()))
+    {
+        return Err(Interrupted.into());
+    }
     let records: Vec<RunRecord> = experiments
         .iter()
         .zip(records)
@@ -149,18 +159,27 @@ pub fn run(args: &TutorialArgs) -> Result<()> {
     Ok(())
 }
 
-/// The run files of the tutorial already in `folder` (none for a new or empty folder). Any
-/// other folder is refused: the tutorial replaces only what an earlier tutorial wrote.
-fn earlier_tutorial(folder: &Path) -> Result<Vec<String>> {
+/// The run files of the tutorial already in `folder` (none for a new or empty one). Any other
+/// folder is refused, and so is one where this tutorial would overwrite a file the earlier one
+/// did not write: the tutorial replaces only its own results.
+fn earlier_tutorial(folder: &Path, names: &[String]) -> Result<Vec<String>> {
     let shown = folder.display();
-    let Ok(mut entries) = std::fs::read_dir(folder) else {
+    if folder.exists() && !folder.is_dir() {
+        bail!("--out-dir {shown}: is a file, not a folder; choose a folder");
+    }
+    remove_stale_temp_files(folder);
+    let Ok(entries) = std::fs::read_dir(folder) else {
         return Ok(Vec::new());
     };
-    if entries.next().is_none() {
+    let present: Vec<String> = entries
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|name| !is_temp_file(name))
+        .collect();
+    if present.is_empty() {
         return Ok(Vec::new());
     }
     let refuse = || {
-        anyhow::anyhow!(
+        anyhow!(
             "--out-dir {shown} holds files that no earlier tutorial wrote; choose a new or \
              empty folder (the tutorial replaces only its own results)"
         )
@@ -174,27 +193,48 @@ fn earlier_tutorial(folder: &Path) -> Result<Vec<String>> {
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default();
-    Ok(runs
+    let earlier: Vec<String> = runs
         .iter()
-        .filter_map(|r| r["file"].as_str().map(String::from))
-        .collect())
+        .filter_map(|r| r["file"].as_str())
+        .filter(|f| is_run_file(f))
+        .map(String::from)
+        .collect();
+    if let Some(clash) = names
+        .iter()
+        .find(|n| present.contains(n) && !earlier.contains(n))
+    {
+        bail!("--out-dir {shown}: {clash} was not written by the earlier tutorial; move it away");
+    }
+    Ok(earlier)
 }
 
-/// Removes the files of earlier tutorial runs that this one did not write again (a run from
-/// another `--init`, say), with their figures, so the folder holds one consistent tutorial.
+/// A tutorial run file name: `<experiment 1-4>-....json`, no path.
+fn is_run_file(name: &str) -> bool {
+    let experiment = name
+        .chars()
+        .next()
+        .is_some_and(|c| ('1'..='4').contains(&c));
+    experiment
+        && name[1..].starts_with('-')
+        && name.ends_with(".json")
+        && !name.contains(['/', '\\'])
+}
+
+/// Removes what the earlier tutorial drew (figures are redrawn or, with `--no-plots`, would be
+/// stale) and the histories of its runs that this one does not make (another `--init`, say), so
+/// the folder holds one consistent tutorial.
 fn remove_outdated(folder: &Path, earlier: &[String], written: &[PathBuf]) {
     for file in earlier {
-        let path = folder.join(file);
-        if file.contains(['/', '\\']) || written.contains(&path) {
-            continue;
-        }
         let stem = file.trim_end_matches(".json");
-        for name in [
-            file.clone(),
+        for figure in [
             format!("{stem}.weights.png"),
             format!("{stem}.gradients.png"),
         ] {
-            let _ = std::fs::remove_file(folder.join(name));
+            let _ = std::fs::remove_file(folder.join(figure));
+        }
+        let path = folder.join(file);
+        if !written.contains(&path) {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
