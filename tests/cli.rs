@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{gradtrace, listing, read_json, SMALL_DATA, TINY};
+use common::{gradtrace, listing, read_json, spawn, tiny_tutorial, wait_until, SMALL_DATA, TINY};
 use predicates::str::contains;
 use tempfile::TempDir;
 
@@ -426,26 +426,18 @@ fn a_run_that_breaks_its_weights_on_the_last_update_is_still_marked_diverged() {
 fn ctrl_c_stops_a_run_with_status_130_and_leaves_nothing() {
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("new").join("run.json");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gradtrace"))
-        .args([
-            "run",
-            "--epochs",
-            "1000000",
-            "--record",
-            "stats",
-            "--grad-every",
-            "never",
-            "--quiet",
-            "--out",
-        ])
-        .arg(&out)
-        .spawn()
-        .unwrap();
+    let args = [
+        "run",
+        "--epochs",
+        "1000000",
+        "--record",
+        "stats",
+        "--grad-every",
+        "never",
+    ];
+    let mut child = spawn(&[&args[..], &["--quiet", "--out"]].concat(), &out);
     // Wait until the run has reserved its output (the folder appears), then interrupt it.
-    let started = std::time::Instant::now();
-    while !out.parent().unwrap().exists() && started.elapsed().as_secs() < 60 {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(&mut child, || out.parent().unwrap().exists());
     std::thread::sleep(std::time::Duration::from_millis(300));
     // SAFETY: sending SIGINT to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -462,15 +454,8 @@ fn ctrl_c_stops_a_run_with_status_130_and_leaves_nothing() {
 fn the_tutorial_refuses_a_folder_holding_other_files_and_touches_none_of_them() {
     let dir = TempDir::new().unwrap();
     std::fs::write(dir.path().join("summary.json"), "my own notes").unwrap();
-    gradtrace()
-        .args([
-            "tutorial",
-            "--epochs",
-            "1",
-            "--no-plots",
-            "--quiet",
-            "--out-dir",
-        ])
+    tiny_tutorial()
+        .arg("--out-dir")
         .arg(dir.path())
         .assert()
         .failure()
@@ -486,16 +471,8 @@ fn the_tutorial_refuses_a_folder_holding_other_files_and_touches_none_of_them() 
 fn the_tutorial_writes_every_run_and_replaces_only_its_own_earlier_results() {
     let dir = TempDir::new().unwrap();
     let run = |init: &str| {
-        gradtrace()
-            .args([
-                "tutorial",
-                "--epochs",
-                "1",
-                "--no-plots",
-                "--quiet",
-                "--init",
-                init,
-            ])
+        tiny_tutorial()
+            .args(["--init", init])
             .arg("--out-dir")
             .arg(dir.path())
             .assert()
@@ -527,15 +504,8 @@ fn a_killed_tutorial_does_not_block_the_next_one() {
     let dir = TempDir::new().unwrap();
     // What `kill -9` during a first tutorial leaves: hidden temporary files only.
     std::fs::write(dir.path().join(".gradtrace-otherhost-1-abc.tmp"), "partial").unwrap();
-    gradtrace()
-        .args([
-            "tutorial",
-            "--epochs",
-            "1",
-            "--no-plots",
-            "--quiet",
-            "--out-dir",
-        ])
+    tiny_tutorial()
+        .arg("--out-dir")
         .arg(dir.path())
         .assert()
         .success();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{gradtrace, listing, read_json};
+use common::{gradtrace, listing, read_json, spawn, wait_until};
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use std::collections::BTreeSet;
@@ -28,6 +28,9 @@ const GRID: &[&str] = &[
     "stats",
     "--quiet",
 ];
+
+/// Makes the grid long enough (200 runs of 50 epochs) to be caught in the middle.
+const LONG: [&str; 4] = ["--seeds", "0..50", "--epochs", "50"];
 
 fn sweep(folder: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
     gradtrace()
@@ -101,18 +104,11 @@ fn a_sweep_killed_midway_is_finished_by_the_next_invocation_with_every_run_once(
         "--epochs".into(),
         "30".into(),
     ]);
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gradtrace"))
-        .arg("sweep")
-        .args(&args)
-        .arg("--out-dir")
-        .arg(&folder)
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while contents(&folder).0.len() < 5 && started.elapsed().as_secs() < 120 {
-        assert!(child.try_wait().unwrap().is_none(), "the sweep ended early");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let mut spawned: Vec<&str> = vec!["sweep"];
+    spawned.extend(args.iter().map(String::as_str));
+    spawned.push("--out-dir");
+    let mut child = spawn(&spawned, &folder);
+    wait_until(&mut child, || contents(&folder).0.len() >= 5);
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
     let (partial, _) = contents(&folder);
@@ -157,18 +153,8 @@ fn a_sweep_killed_midway_is_finished_by_the_next_invocation_with_every_run_once(
 fn ctrl_c_stops_a_sweep_with_status_130_keeping_finished_runs() {
     let dir = TempDir::new().unwrap();
     let folder = dir.path().join("s");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gradtrace"))
-        .arg("sweep")
-        .args(GRID)
-        .args(["--seeds", "0..50", "--epochs", "50", "--out-dir"])
-        .arg(&folder)
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while contents(&folder).0.len() < 2 && started.elapsed().as_secs() < 120 {
-        assert!(child.try_wait().unwrap().is_none(), "the sweep ended early");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let mut child = spawn(&[&["sweep"], GRID, &LONG, &["--out-dir"]].concat(), &folder);
+    wait_until(&mut child, || contents(&folder).0.len() >= 2);
     // SAFETY: sending SIGINT to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert_eq!(child.wait().unwrap().code(), Some(130));
@@ -184,22 +170,13 @@ fn ctrl_c_stops_a_sweep_with_status_130_keeping_finished_runs() {
 fn two_sweeps_on_one_folder_at_once_do_not_collide() {
     let dir = TempDir::new().unwrap();
     let folder = dir.path().join("s");
-    let mut first = std::process::Command::new(assert_cmd::cargo::cargo_bin("gradtrace"))
-        .arg("sweep")
-        .args(GRID)
-        .args(["--seeds", "0..50", "--epochs", "50", "--out-dir"])
-        .arg(&folder)
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while !folder.join("runs").exists() && started.elapsed().as_secs() < 60 {
-        assert!(first.try_wait().unwrap().is_none(), "the sweep ended early");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let mut first = spawn(&[&["sweep"], GRID, &LONG, &["--out-dir"]].concat(), &folder);
+    wait_until(&mut first, || folder.join("runs").exists());
     gradtrace()
         .arg("sweep")
         .args(GRID)
-        .args(["--seeds", "0..50", "--epochs", "50", "--out-dir"])
+        .args(LONG)
+        .arg("--out-dir")
         .arg(&folder)
         .assert()
         .failure()

@@ -26,6 +26,34 @@ pub const TINY: &[&str] = &[
     "--quiet",
 ];
 
+/// `gradtrace tutorial` at one epoch without figures, quietly; add `--out-dir`.
+pub fn tiny_tutorial() -> Command {
+    let mut command = gradtrace();
+    command.args(["tutorial", "--epochs", "1", "--no-plots", "--quiet"]);
+    command
+}
+
+/// Starts the binary in the background (for tests that interrupt or kill it).
+pub fn spawn(args: &[&str], out: &Path) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("gradtrace"))
+        .args(args)
+        .arg(out)
+        .spawn()
+        .expect("the binary starts")
+}
+
+/// Polls `ready` every 10 ms (at most 2 minutes) while `child` keeps running.
+pub fn wait_until(child: &mut std::process::Child, ready: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !ready() && started.elapsed().as_secs() < 120 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the process ended early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Reads and parses a JSON file.
 pub fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
