@@ -51,11 +51,16 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .map(String::as_str)
         .or_else(|| payload.downcast_ref::<&str>().copied())
         .unwrap_or("unknown failure");
+    // tch's errors arrive Debug-formatted, with their line breaks escaped.
     let text = text.replace("\\n", "\n");
     let first = text.lines().next().unwrap_or("").trim();
     let first = first
         .strip_prefix("called `Result::unwrap()` on an `Err` value: ")
         .unwrap_or(first);
+    let first = first
+        .strip_prefix("Torch(\"")
+        .unwrap_or(first)
+        .trim_end_matches(['"', ')']);
     let mut short: String = first.chars().take(300).collect();
     if short.len() < first.len() {
         short.push_str("...");
@@ -365,5 +370,41 @@ pub fn device_name(device: Device) -> String {
         Device::Cpu => "cpu".to_string(),
         Device::Cuda(i) => format!("cuda:{i}"),
         other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_libtorch_panic_becomes_its_first_line() {
+        let payload: Box<dyn std::any::Any + Send> = Box::new(String::from(
+            "called `Result::unwrap()` on an `Err` value: Torch(\"[enforce fail at alloc_cpu.cpp:127] \
+             data. DefaultCPUAllocator: not enough memory\\nException raised from ...\\nframe #0\")",
+        ));
+        assert_eq!(
+            panic_message(&*payload),
+            "libtorch failed: [enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: not \
+             enough memory"
+        );
+    }
+
+    #[test]
+    fn a_libtorch_failure_inside_training_is_an_error_not_a_crash() {
+        let config = crate::testing::tiny_config();
+        // Data that does not match the network's two inputs makes libtorch's matmul fail.
+        let data = Dataset {
+            x: vec![0.0; 9],
+            y: vec![0.0, 1.0, 0.0],
+        };
+        let result = std::panic::catch_unwind(|| train(&config, &data, Device::Cpu, |_| ()));
+        let error = result
+            .expect("no panic escapes")
+            .expect_err("the run fails");
+        assert!(
+            format!("{error:#}").contains("libtorch failed"),
+            "{error:#}"
+        );
     }
 }
