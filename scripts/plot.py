@@ -99,7 +99,7 @@ def draw_layers(ax, x, values, names, ylabel, always_log=False):
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="best", framealpha=0.6)
 
 
 def plot_weights(path, run, names):
