@@ -281,7 +281,12 @@ pub struct SweepArgs {
 
     /// Number of shards of a Kubernetes Indexed Job (its completions); the index comes from
     /// JOB_COMPLETION_INDEX.
-    #[arg(long, value_name = "N", help_heading = "Sweep")]
+    #[arg(
+        long,
+        value_name = "N",
+        help_heading = "Sweep",
+        conflicts_with = "shard"
+    )]
     pub shards: Option<usize>,
 
     /// Runs trained at once [default: the number of cores on cpu, 1 on cuda].
@@ -301,7 +306,12 @@ pub struct SweepArgs {
     pub seeds: Vec<String>,
 
     /// Seeds 0 to N - 1 (instead of --seeds).
-    #[arg(long, value_name = "N", conflicts_with = "seeds")]
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with = "seeds",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     pub seed_count: Option<u64>,
 
     /// Activations.

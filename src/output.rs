@@ -33,7 +33,7 @@ impl PendingFile {
     pub fn reserve(path: &Path, replace: bool, flag: &str) -> Result<PendingFile> {
         let shown = path.display();
         if path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/') {
-            bail!("{flag} {shown}: names a folder, not a file; give a file path ending in .json");
+            bail!("{flag} {shown}: names a folder, not a file; give a file path");
         }
         if path.file_name().is_some_and(|name| name.len() > 200) {
             bail!("{flag} {shown}: the file name is too long; keep it under 200 bytes");

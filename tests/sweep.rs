@@ -360,7 +360,7 @@ fn bad_grids_and_shards_are_refused_with_nothing_written() {
         .arg(&folder)
         .assert()
         .failure()
-        .stderr(contains("not a gradtrace sweep folder").and(contains("--out-dir")));
+        .stderr(contains("not a gradtrace sweep's").and(contains("--out-dir")));
     assert_eq!(listing(&folder), ["mine.txt"]);
 }
 
@@ -469,4 +469,66 @@ fn diverged_runs_are_recorded_and_the_sweep_goes_on() {
     };
     assert_eq!(share("0.001"), 0.0);
     assert_eq!(share("1e+30"), 1.0);
+}
+
+#[test]
+fn shards_starting_together_into_a_new_folder_all_run() {
+    let dir = TempDir::new().unwrap();
+    for trial in 0..5 {
+        let folder = dir.path().join(format!("race{trial}"));
+        let children: Vec<_> = (0..4)
+            .map(|i| {
+                let shard = format!("{i}/4");
+                let args = [
+                    "sweep",
+                    "--quiet",
+                    "--activation",
+                    "tanh",
+                    "--seed-count",
+                    "8",
+                ];
+                let extra = [
+                    "--epochs",
+                    "1",
+                    "--samples",
+                    "20",
+                    "--shard",
+                    &shard,
+                    "--out-dir",
+                ];
+                spawn(&[&args[..], &extra[..]].concat(), &folder)
+            })
+            .collect();
+        for mut child in children {
+            assert!(
+                child.wait().unwrap().success(),
+                "trial {trial}: a shard was refused"
+            );
+        }
+        assert_eq!(contents(&folder).0.len(), 8, "trial {trial}");
+    }
+}
+
+#[test]
+fn a_grid_is_known_by_its_runs_not_by_how_its_values_are_written() {
+    let dir = TempDir::new().unwrap();
+    let folder = dir.path().join("s");
+    sweep(&folder, &["--lr", "1e-3"]).success();
+    let file = dir.path().join("same.toml");
+    std::fs::write(
+        &file,
+        "activation = [\"sigmoid\", \"tanh\"]\ninit = [\"normal\", \"glorot-uniform\"]\n\
+         seed = [0, 1, 2]\nhidden = [[4, 3]]\nepochs = 3\nsamples = 100\nrecord = \"stats\"\n\
+         lr = 0.001\n",
+    )
+    .unwrap();
+    gradtrace()
+        .args(["sweep", "--quiet", "--file"])
+        .arg(&file)
+        .arg("--out-dir")
+        .arg(&folder)
+        .assert()
+        .success();
+    let sweep_file = read_json(&folder.join("sweep.json"));
+    assert_eq!(sweep_file["grids"].as_array().unwrap().len(), 1);
 }

@@ -14,14 +14,15 @@
 use crate::cli::SweepArgs;
 use crate::data::Dataset;
 use crate::interrupt::Interrupted;
-use crate::output::{progress_bar, remove_stale_temp_files, PendingFile};
+use crate::output::{is_temp_file, progress_bar, remove_stale_temp_files, PendingFile};
 use crate::pool::{default_jobs, map_parallel};
-use crate::sweep::grid::{expand_ranges, Grid, Knob, Point};
+use crate::sweep::grid::{expand_ranges, Grid, Point};
 use crate::sweep::index::{self, IndexEntry};
 use crate::sweep::shard::Shard;
 use crate::train::{device_name, train};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -34,8 +35,17 @@ use tch::Device;
 struct SweepFile {
     format: String,
     version: u32,
-    /// Each grid run into this folder (more than one only with `--extend`), as knob -> values.
-    grids: Vec<Vec<(String, Vec<String>)>>,
+    /// Each grid run into this folder (more than one only with `--extend`).
+    grids: Vec<GridRecord>,
+}
+
+/// A grid, identified by the runs it makes rather than by how its values were written.
+#[derive(Debug, Serialize, Deserialize)]
+struct GridRecord {
+    /// Number of runs in the whole grid (all shards).
+    runs: usize,
+    /// SHA-256 of the grid's sorted run ids, one per line.
+    runs_sha256: String,
 }
 
 /// What became of one grid point in this invocation.
@@ -66,11 +76,13 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         .collect();
     let datasets = load_data(&mine)?;
 
-    // Claim the folder: same grid (or --extend), and no other process on this shard.
-    claim_folder(&folder, &grid, args.extend)?;
-    let runs = folder.join("runs");
-    std::fs::create_dir_all(&runs).with_context(|| format!("creating {}", runs.display()))?;
+    // Claim the folder: only sweep files in it, no other process on this shard, and the same
+    // grid (or --extend).
+    prepare_folder(&folder)?;
     let _lock = lock_shard(&folder, shard)?;
+    claim_folder(&folder, &points, args.extend)?;
+    let runs = folder.join("runs");
+    remove_stale_temp_files(&folder);
     remove_stale_temp_files(&runs);
     let index_path = if shard == Shard::ALL {
         folder.join("index.jsonl")
@@ -239,48 +251,72 @@ fn run_point(
     }
 }
 
-/// Creates the folder or checks that it holds this sweep, and records the grid in sweep.json.
-fn claim_folder(folder: &Path, grid: &Grid, extend: bool) -> Result<()> {
+/// Refuses a folder that holds anything but gradtrace's own sweep files (so a user's folder is
+/// never written into), then creates it. Shards starting together may see each other's files.
+fn prepare_folder(folder: &Path) -> Result<()> {
+    let ours = |name: &str| {
+        matches!(name, "sweep.json" | "runs")
+            || name.starts_with(".lock-")
+            || (name.starts_with("index") && name.ends_with(".jsonl"))
+            || is_temp_file(name)
+    };
+    if folder.exists() && !folder.is_dir() {
+        bail!("--out-dir {}: is a file, not a folder", folder.display());
+    }
+    if let Ok(entries) = std::fs::read_dir(folder) {
+        for entry in entries.flatten() {
+            if !ours(&entry.file_name().to_string_lossy()) {
+                bail!(
+                    "--out-dir {} holds files that are not a gradtrace sweep's; choose another",
+                    folder.display()
+                );
+            }
+        }
+    }
+    std::fs::create_dir_all(folder.join("runs"))
+        .with_context(|| format!("--out-dir {}: cannot create the folder", folder.display()))
+}
+
+/// Checks that the folder holds this grid (the same set of runs, however it was written) or
+/// records it there with `--extend`. Called under the shard lock.
+fn claim_folder(folder: &Path, points: &[Point], extend: bool) -> Result<()> {
     let shown = folder.display();
-    let this: Vec<(String, Vec<String>)> = grid
-        .knobs
+    let mut ids: Vec<&str> = points.iter().map(|p| p.id.as_str()).collect();
+    ids.sort_unstable();
+    let this: String = Sha256::digest(ids.join("\n"))
         .iter()
-        .map(|Knob { name, values, .. }| (name.clone(), values.clone()))
+        .map(|b| format!("{b:02x}"))
         .collect();
     let path = folder.join("sweep.json");
-    let mut file = if path.exists() {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let file: SweepFile = serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{}: not a gradtrace sweep file; choose another --out-dir",
-                path.display()
-            )
-        })?;
-        if file.grids.contains(&this) {
-            return Ok(());
+    let mut file = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let file: SweepFile = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{}: not a gradtrace sweep file; choose another --out-dir",
+                    path.display()
+                )
+            })?;
+            if file.grids.iter().any(|g| g.runs_sha256 == this) {
+                return Ok(());
+            }
+            if !extend {
+                bail!(
+                    "--out-dir {shown} holds a different sweep (see its sweep.json); pass \
+                     --extend to add this grid's runs to it, or choose another --out-dir or --name"
+                );
+            }
+            file
         }
-        if !extend {
-            bail!(
-                "--out-dir {shown} holds a different sweep (see its sweep.json); pass --extend to \
-                 add this grid's runs to it, or choose another --out-dir or --name"
-            );
-        }
-        file
-    } else {
-        let occupied = std::fs::read_dir(folder)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false);
-        if occupied {
-            bail!("--out-dir {shown} exists and is not a gradtrace sweep folder; choose another");
-        }
-        SweepFile {
+        Err(_) => SweepFile {
             format: "gradtrace-sweep".into(),
             version: 1,
             grids: Vec::new(),
-        }
+        },
     };
-    file.grids.push(this);
+    file.grids.push(GridRecord {
+        runs: points.len(),
+        runs_sha256: this,
+    });
     PendingFile::reserve(&path, true, "--out-dir")?.commit_json(&file)?;
     Ok(())
 }

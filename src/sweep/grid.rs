@@ -156,21 +156,24 @@ impl Grid {
                 args.push(format!("--{}={value}", knob.name));
             }
         }
-        let origin_of = |message: &str| {
-            self.knobs
+        // Name where the offending value came from, unless the message already starts there.
+        let located = |message: String| {
+            let message = message.trim_start_matches("error: ").to_string();
+            let knob = self
+                .knobs
                 .iter()
-                .find(|k| message.contains(&format!("--{}", k.name)))
-                .map_or(String::new(), |k| format!("{}: ", k.origin))
+                .find(|k| message.contains(&format!("--{}", k.name)));
+            match knob {
+                Some(k) if !message.starts_with(&k.origin) => anyhow!("{}: {message}", k.origin),
+                _ => anyhow!("{message}"),
+            }
         };
-        let cli = Cli::try_parse_from(&args).map_err(|e| {
-            let message = crate::cli::one_line(&e.to_string());
-            anyhow!("{}{message}", origin_of(&message))
-        })?;
+        let cli = Cli::try_parse_from(&args)
+            .map_err(|e| located(crate::cli::one_line(&e.to_string())))?;
         let Command::Run(run) = cli.command else {
             unreachable!("parsed as `run`")
         };
-        run.config()
-            .map_err(|e| anyhow!("{}{e:#}", origin_of(&format!("{e:#}"))))
+        run.config().map_err(|e| located(format!("{e:#}")))
     }
 }
 

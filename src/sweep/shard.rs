@@ -18,7 +18,8 @@ impl Shard {
     pub const ALL: Shard = Shard { index: 0, count: 1 };
 
     /// From `--shard I/N`, else Slurm's `SLURM_ARRAY_TASK_ID` and `SLURM_ARRAY_TASK_COUNT`
-    /// (less `SLURM_ARRAY_TASK_MIN`, so `--array=1-4` works too), else Kubernetes's
+    /// (less `SLURM_ARRAY_TASK_MIN` and over `SLURM_ARRAY_TASK_STEP`, so `--array=1-4` and
+    /// `--array=0-6:2` work too), else Kubernetes's
     /// `JOB_COMPLETION_INDEX` with `--shards N`; otherwise the whole grid.
     pub fn resolve(
         shard: Option<&str>,
@@ -38,12 +39,15 @@ impl Shard {
             let id = number("SLURM_ARRAY_TASK_ID", &id)?;
             let min = env("SLURM_ARRAY_TASK_MIN")
                 .map_or(Ok(0), |m| number("SLURM_ARRAY_TASK_MIN", &m))?;
+            // Arrays such as --array=0-6:2 number their tasks 0, 2, 4, 6.
+            let step = env("SLURM_ARRAY_TASK_STEP")
+                .map_or(Ok(1), |s| number("SLURM_ARRAY_TASK_STEP", &s))?
+                .max(1);
             let count = number("SLURM_ARRAY_TASK_COUNT", &count)?;
-            return check(
-                id.checked_sub(min).unwrap_or(usize::MAX),
-                count,
-                "the Slurm array task",
-            );
+            let index = id
+                .checked_sub(min)
+                .map_or(usize::MAX, |offset| offset / step);
+            return check(index, count, "the Slurm array task");
         }
         match (env("JOB_COMPLETION_INDEX"), shards) {
             (Some(index), Some(count)) => {

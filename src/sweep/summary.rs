@@ -89,8 +89,22 @@ pub fn summarize(entries: &[IndexEntry]) -> Vec<SummaryRow> {
             aggregate(knobs, runs)
         })
         .collect();
-    rows.sort_by(|a, b| a.knobs.values().cmp(b.knobs.values()));
+    rows.sort_by(|a, b| {
+        let pairs = a.knobs.values().zip(b.knobs.values());
+        pairs
+            .map(|(x, y)| natural(x, y))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     rows
+}
+
+/// Numbers by value (2 before 10), anything else as text.
+fn natural(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.total_cmp(&y),
+        _ => a.cmp(b),
+    }
 }
 
 fn aggregate(knobs: BTreeMap<String, String>, entries: &[&IndexEntry]) -> SummaryRow {
@@ -227,6 +241,22 @@ mod tests {
         assert!((tanh.loss_mean.unwrap() - 0.2).abs() < 1e-12);
         assert!((tanh.first_to_last_sd_ratio.unwrap() - 2.2 / 3.0).abs() < 1e-12);
         assert!((tanh.diverged_share - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn numeric_knobs_sort_by_value() {
+        let rows: Vec<IndexEntry> = [100, 2, 10]
+            .into_iter()
+            .enumerate()
+            .map(|(i, epochs)| {
+                let mut e = entry(&format!("e{i}"), Activation::Tanh, 0, 0.9, 0.1);
+                e.config.epochs = epochs;
+                e
+            })
+            .collect::<Vec<_>>();
+        let rows = summarize(&rows);
+        let order: Vec<&str> = rows.iter().map(|r| r.knobs["epochs"].as_str()).collect();
+        assert_eq!(order, ["2", "10", "100"]);
     }
 
     #[test]
