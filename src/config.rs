@@ -359,14 +359,7 @@ impl RunConfig {
     /// `samples` is the data's size where known (a CSV file's only once it is read).
     pub fn check_size(&self, samples: Option<usize>) -> Result<()> {
         let widths = self.widths();
-        let params = widths.windows(2).try_fold(0u64, |total, pair| {
-            let (inputs, units) = (pair[0] as u64, pair[1] as u64);
-            inputs
-                .checked_mul(units)?
-                .checked_add(units)?
-                .checked_add(total)
-        });
-        if params.is_none_or(|p| p > MAX_PARAMETERS) {
+        if self.parameter_count().is_none_or(|p| p > MAX_PARAMETERS) {
             bail!(
                 "--hidden: the network would have more than {MAX_PARAMETERS} parameters; use \
                  narrower layers"
@@ -403,14 +396,7 @@ impl RunConfig {
     /// recorded float takes its own indented line, about 29 characters.
     pub fn estimated_history_bytes(&self, samples: usize) -> u64 {
         let widths = self.widths();
-        let params: u64 = widths
-            .windows(2)
-            .map(|p| {
-                (p[0] as u64)
-                    .saturating_mul(p[1] as u64)
-                    .saturating_add(p[1] as u64)
-            })
-            .fold(0, u64::saturating_add);
+        let params = self.parameter_count().unwrap_or(u64::MAX);
         let samples = samples.max(1) as u64;
         let layers = (widths.len() - 1) as u64;
         let epochs = self.epochs as u64;
@@ -434,6 +420,17 @@ impl RunConfig {
             .saturating_add(1)
             .saturating_mul(per_snapshot)
             .saturating_add(records.saturating_mul(per_record))
+    }
+
+    /// Kernel and bias entries of the whole network; none if the count overflows.
+    pub fn parameter_count(&self) -> Option<u64> {
+        self.widths().windows(2).try_fold(0u64, |total, pair| {
+            let (inputs, units) = (pair[0] as u64, pair[1] as u64);
+            inputs
+                .checked_mul(units)?
+                .checked_add(units)?
+                .checked_add(total)
+        })
     }
 
     /// Layer widths from input to output, e.g. [2, 5, 5, 5, 5, 1].

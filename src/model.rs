@@ -23,6 +23,18 @@ pub struct LayerSlot {
     pub bias_offset: usize,
 }
 
+impl LayerSlot {
+    /// This layer's kernel within a flat parameter (or gradient) vector, row-major.
+    pub fn kernel<'a>(&self, flat: &'a [f32]) -> &'a [f32] {
+        &flat[self.kernel_offset..self.bias_offset]
+    }
+
+    /// This layer's bias within a flat parameter (or gradient) vector.
+    pub fn bias<'a>(&self, flat: &'a [f32]) -> &'a [f32] {
+        &flat[self.bias_offset..self.bias_offset + self.units]
+    }
+}
+
 /// Lays the layers of a network with these widths end to end: kernel, then bias, layer by layer.
 pub fn layout(widths: &[usize]) -> (Vec<LayerSlot>, usize) {
     let mut slots = Vec::with_capacity(widths.len() - 1);

@@ -289,8 +289,7 @@ fn snapshot(model: &Mlp, epoch: usize, full: bool) -> WeightSnapshot {
         .slots
         .iter()
         .map(|slot| {
-            let kernel = &params[slot.kernel_offset..slot.bias_offset];
-            let bias = &params[slot.bias_offset..slot.bias_offset + slot.units];
+            let (kernel, bias) = (slot.kernel(&params), slot.bias(&params));
             let s = summarize(kernel);
             WeightLayer {
                 mean: s.mean,
@@ -318,8 +317,7 @@ fn gradient_record(
         .slots
         .iter()
         .map(|slot| {
-            let kernel = &grads[slot.kernel_offset..slot.bias_offset];
-            let bias = &grads[slot.bias_offset..slot.bias_offset + slot.units];
+            let (kernel, bias) = (slot.kernel(grads), slot.bias(grads));
             let s = summarize(kernel);
             GradientLayer {
                 mean: s.mean,
