@@ -19,6 +19,7 @@ pub mod optim;
 pub mod output;
 pub mod pool;
 pub mod record;
+pub mod stacked;
 pub mod sweep;
 pub mod train;
 

@@ -52,6 +52,18 @@ pub fn layout(widths: &[usize]) -> (Vec<LayerSlot>, usize) {
     (slots, offset)
 }
 
+/// A fresh flat parameter vector for `config`: each kernel drawn from its initializer in layer
+/// order, biases zero.
+pub fn initial_params(config: &RunConfig, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    let (slots, total) = layout(&config.widths());
+    let mut flat = vec![0f32; total];
+    for slot in &slots {
+        let kernel = draw_kernel(config, slot.inputs, slot.units, rng);
+        flat[slot.kernel_offset..slot.bias_offset].copy_from_slice(&kernel);
+    }
+    flat
+}
+
 /// Views of one layer into the flat parameter and gradient tensors.
 struct LayerViews {
     kernel: Tensor,
@@ -113,15 +125,8 @@ impl Mlp {
 
     /// Draws a fresh network for `config`: kernels from its initializer, biases zero (float32).
     pub fn init(config: &RunConfig, rng: &mut ChaCha8Rng, device: Device) -> Mlp {
-        let widths = config.widths();
-        let (slots, total) = layout(&widths);
-        let mut flat = vec![0f32; total];
-        for slot in &slots {
-            let kernel = draw_kernel(config, slot.inputs, slot.units, rng);
-            flat[slot.kernel_offset..slot.bias_offset].copy_from_slice(&kernel);
-        }
-        let params = Tensor::from_slice(&flat).to_device(device);
-        Mlp::from_flat(&widths, config.activation, params)
+        let params = Tensor::from_slice(&initial_params(config, rng)).to_device(device);
+        Mlp::from_flat(&config.widths(), config.activation, params)
     }
 
     /// Logits for the inputs `x` (`[n, inputs]`), shape `[n, 1]`.

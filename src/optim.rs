@@ -5,11 +5,13 @@
 //! network at once, applied after the gradient has been read and outside any autograd graph.
 
 use crate::config::{OptimizerConfig, OptimizerKind};
-use tch::Tensor;
+use tch::{Device, Tensor};
 
-/// Optimizer state for one network: up to two slots shaped like the flat parameters.
+/// Optimizer state for one network (flat parameters `[P]`) or for an ensemble (`[R, P]`, one
+/// row per model, each row with its own learning rate).
 pub struct Optimizer {
     config: OptimizerConfig,
+    rates: Rates,
     /// RMSprop: running mean of g². Adam: first moment m. SGD: velocity.
     first: Tensor,
     /// Adam: second moment v. Unused otherwise.
@@ -18,15 +20,53 @@ pub struct Optimizer {
     steps: u64,
 }
 
+/// Learning rates: one for all, or one per row of an ensemble. A per-row rate enters the update
+/// as a float32 `[R, 1]` tensor holding exactly the float32 value the shared path would use, so
+/// each row's arithmetic is the one-network arithmetic, bit for bit.
+enum Rates {
+    Shared,
+    PerRow {
+        rates: Vec<f64>,
+        device: Device,
+        /// The column of a factor that does not change from step to step, made once.
+        fixed: Option<Tensor>,
+    },
+}
+
 impl Optimizer {
     /// Fresh state (all slots zero, as in Keras) for parameters shaped like `params`.
     pub fn new(config: &OptimizerConfig, params: &Tensor) -> Optimizer {
         Optimizer {
             config: config.clone(),
+            rates: Rates::Shared,
             first: params.zeros_like(),
             second: params.zeros_like(),
             steps: 0,
         }
+    }
+
+    /// Fresh state for an ensemble's `[R, P]` parameters, row r learning at `rates[r]`; every
+    /// other constant comes from `config`.
+    pub fn per_row(config: &OptimizerConfig, params: &Tensor, rates: &[f64]) -> Optimizer {
+        assert_eq!(
+            params.size()[0],
+            rates.len() as i64,
+            "one learning rate per row"
+        );
+        let mut optimizer = Optimizer::new(config, params);
+        match rates {
+            [first, rest @ ..] if rest.iter().all(|r| r == first) => {
+                optimizer.config.learning_rate = *first;
+            }
+            _ => {
+                optimizer.rates = Rates::PerRow {
+                    rates: rates.to_vec(),
+                    device: params.device(),
+                    fixed: None,
+                }
+            }
+        }
+        optimizer
     }
 
     /// Applies one update to `params` from `grads`.
@@ -44,28 +84,71 @@ impl Optimizer {
             OptimizerKind::Rmsprop => {
                 let _ = self.first.lerp_(&grads.square(), 1.0 - c.rho);
                 let mut denom = &self.first + c.epsilon;
-                let _ = denom.sqrt_().g_mul_scalar_(-1.0 / c.learning_rate);
+                let _ = denom.sqrt_();
+                self.rates
+                    .scale(&mut denom, c.learning_rate, false, |lr| -1.0 / lr);
                 let _ = params.addcdiv_(grads, &denom);
             }
             OptimizerKind::Adam => {
                 let t = self.steps as f64;
-                let rate =
-                    c.learning_rate * (1.0 - c.beta2.powf(t)).sqrt() / (1.0 - c.beta1.powf(t));
+                let (root, denominator) = ((1.0 - c.beta2.powf(t)).sqrt(), 1.0 - c.beta1.powf(t));
                 let _ = self.first.lerp_(grads, 1.0 - c.beta1);
                 let _ = self.second.lerp_(&grads.square(), 1.0 - c.beta2);
                 let mut denom = self.second.sqrt();
-                let _ = denom.g_add_scalar_(c.epsilon).g_mul_scalar_(-1.0 / rate);
+                let _ = denom.g_add_scalar_(c.epsilon);
+                self.rates.scale(&mut denom, c.learning_rate, true, |lr| {
+                    -1.0 / (lr * root / denominator)
+                });
                 let _ = params.addcdiv_(&self.first, &denom);
             }
             OptimizerKind::Sgd => {
+                let mut step = grads.copy();
+                self.rates.scale(&mut step, c.learning_rate, false, |lr| lr);
                 if c.momentum == 0.0 {
-                    let _ = params.g_sub_(&(grads * c.learning_rate));
+                    let _ = params.g_sub_(&step);
                 } else {
-                    let _ = self
-                        .first
-                        .g_mul_scalar_(c.momentum)
-                        .g_sub_(&(grads * c.learning_rate));
+                    let _ = self.first.g_mul_scalar_(c.momentum).g_sub_(&step);
                     let _ = params.g_add_(&self.first);
+                }
+            }
+        }
+    }
+
+    /// Zeroes the state of the rows where `rows` (bool, `[R, 1]`) is true: for models taken out
+    /// of an ensemble, so that nothing non-finite stays in flight.
+    pub fn clear_rows(&mut self, rows: &Tensor) {
+        let _ = self.first.masked_fill_(rows, 0.0);
+        let _ = self.second.masked_fill_(rows, 0.0);
+    }
+}
+
+impl Rates {
+    /// Multiplies `t` in place by `factor(learning rate)`, per row when the rates differ.
+    /// `per_step`: the factor changes every step (Adam's bias correction), so its column cannot
+    /// be kept.
+    fn scale(&mut self, t: &mut Tensor, shared: f64, per_step: bool, factor: impl Fn(f64) -> f64) {
+        match self {
+            Rates::Shared => {
+                let _ = t.g_mul_scalar_(factor(shared));
+            }
+            Rates::PerRow {
+                rates,
+                device,
+                fixed,
+            } => {
+                let kind = t.kind();
+                let make = || {
+                    let values: Vec<f32> = rates.iter().map(|&lr| factor(lr) as f32).collect();
+                    Tensor::from_slice(&values)
+                        .view([-1, 1])
+                        .to_device(*device)
+                        .to_kind(kind)
+                };
+                if per_step {
+                    let _ = t.g_mul_(&make());
+                } else {
+                    let column = fixed.get_or_insert_with(make);
+                    let _ = t.g_mul_(column);
                 }
             }
         }
@@ -169,5 +252,40 @@ mod tests {
         // u1 = -0.1 g1; u2 = 0.5 u1 - 0.1 g2; w = 1 + u1 + u2.
         let w = run(&with_momentum, &[&[0.5, -2.0], &[0.5, -2.0]]);
         assert_close(&w, &[1.0 - 0.05 - 0.075, 1.0 + 0.2 + 0.3]);
+    }
+
+    #[test]
+    fn per_row_rates_give_each_row_exactly_its_own_single_network_update() {
+        let grads: [&[f64]; 3] = [&[0.5, -2.0], &[-1.0, 4.0], &[0.25, 0.5]];
+        for kind in [
+            OptimizerKind::Rmsprop,
+            OptimizerKind::Adam,
+            OptimizerKind::Sgd,
+        ] {
+            let mut momentum = config(kind, 0.0);
+            momentum.momentum = 0.5;
+            let rates = [0.1, 0.003];
+            let mut w = Tensor::from_slice(&[1.0f32, 1.0, 1.0, 1.0]).view([2, 2]);
+            let mut opt = Optimizer::per_row(&momentum, &w, &rates);
+            for g in grads {
+                let g: Vec<f32> = g.iter().map(|&v| v as f32).collect();
+                let both = Tensor::from_slice(&[g.clone(), g].concat()).view([2, 2]);
+                opt.step(&mut w, &both);
+            }
+            for (row, &lr) in rates.iter().enumerate() {
+                let mut alone = momentum.clone();
+                alone.learning_rate = lr;
+                let mut single = Tensor::from_slice(&[1.0f32, 1.0]);
+                let mut opt = Optimizer::new(&alone, &single);
+                for g in grads {
+                    let g: Vec<f32> = g.iter().map(|&v| v as f32).collect();
+                    opt.step(&mut single, &Tensor::from_slice(&g));
+                }
+                assert!(
+                    w.get(row as i64).equal(&single),
+                    "{kind:?} row {row}: {w} vs {single}"
+                );
+            }
+        }
     }
 }

@@ -26,6 +26,8 @@ pub struct RunRecord {
     pub tool: ToolInfo,
     /// The device the run trained on, e.g. `cpu` or `cuda:0`.
     pub device: String,
+    /// Which engine trained it, and alongside how many models.
+    pub engine: EngineInfo,
     /// The resolved configuration: every value that shaped the run, seed included.
     pub config: RunConfig,
     /// Size, balance and hash of the training data.
@@ -47,7 +49,8 @@ pub struct RunRecord {
     pub weights: Vec<WeightSnapshot>,
     /// Kernel gradients at the recorded steps, read after backward and before the update.
     pub gradients: Vec<GradientRecord>,
-    /// Seconds spent training and recording (data loading and JSON writing excluded).
+    /// Seconds spent training and recording (data loading and JSON writing excluded); for a run
+    /// trained in an ensemble, the ensemble's time divided by its number of models.
     pub wall_time_s: f64,
 }
 
@@ -69,6 +72,34 @@ impl ToolInfo {
             name: "gradtrace",
             version: env!("CARGO_PKG_VERSION"),
             libtorch: env!("GRADTRACE_LIBTORCH_VERSION"),
+        }
+    }
+}
+
+/// The engine that trained a run. It is not part of the config: both engines give the same
+/// history up to float rounding, so a run's identity does not depend on it.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct EngineInfo {
+    /// `single` (one network at a time) or `ensemble` (many as batched tensors).
+    pub name: &'static str,
+    /// Networks trained together in this run's batch: 1 for the single engine.
+    pub models: usize,
+}
+
+impl EngineInfo {
+    /// The single-model engine.
+    pub fn single() -> EngineInfo {
+        EngineInfo {
+            name: "single",
+            models: 1,
+        }
+    }
+
+    /// The ensemble engine with `models` networks in the batch.
+    pub fn ensemble(models: usize) -> EngineInfo {
+        EngineInfo {
+            name: "ensemble",
+            models,
         }
     }
 }

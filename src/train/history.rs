@@ -1,0 +1,322 @@
+//! One model's history as training goes: the bookkeeping both engines share.
+//!
+//! An engine hands over host copies (a flat gradient, an epoch's logits, the flat weights) and
+//! `History` turns them into records, decides divergence, and finally builds the `RunRecord`.
+//! Because the single-model and the ensemble engine go through the same code from the host copy
+//! on, their JSON can differ only where their arithmetic does.
+
+use crate::config::{GradEvery, RecordLevel, RunConfig};
+use crate::data::Dataset;
+use crate::model::{bce_from_logit, LayerSlot};
+use crate::record::{
+    rows, summarize, EngineInfo, EpochMetrics, Evaluation, GradientLayer, GradientRecord,
+    LayerInfo, Metrics, RunRecord, Status, StepRef, ToolInfo, WeightLayer, WeightSnapshot, FORMAT,
+    FORMAT_VERSION, KERNEL_ORIENTATION,
+};
+
+/// A gradient copied out during an epoch, turned into a record once the epoch's losses are known.
+struct PendingGradient {
+    step: usize,
+    global_step: usize,
+    samples: usize,
+    values: Vec<f32>,
+}
+
+/// The growing history of one model.
+pub struct History<'a> {
+    config: &'a RunConfig,
+    slots: &'a [LayerSlot],
+    samples: usize,
+    batch: usize,
+    steps_per_epoch: usize,
+    before: Metrics,
+    after: Option<Metrics>,
+    epochs: Vec<EpochMetrics>,
+    weights: Vec<WeightSnapshot>,
+    gradients: Vec<GradientRecord>,
+    pending: Vec<PendingGradient>,
+    diverged_at: Option<StepRef>,
+}
+
+impl<'a> History<'a> {
+    /// Starts a history from the initial flat weights and the evaluation before training.
+    pub fn new(
+        config: &'a RunConfig,
+        slots: &'a [LayerSlot],
+        samples: usize,
+        initial: &[f32],
+        before: Metrics,
+    ) -> History<'a> {
+        let batch = config.batch_size.min(samples);
+        let mut history = History {
+            config,
+            slots,
+            samples,
+            batch,
+            steps_per_epoch: samples.div_ceil(batch),
+            before,
+            after: None,
+            epochs: Vec::with_capacity(config.epochs),
+            weights: Vec::with_capacity(config.epochs + 1),
+            gradients: Vec::new(),
+            pending: Vec::new(),
+            diverged_at: None,
+        };
+        history.weights.push(history.snapshot(0, initial));
+        history
+    }
+
+    /// False once the model has diverged: nothing more is recorded for it.
+    pub fn is_open(&self) -> bool {
+        self.diverged_at.is_none()
+    }
+
+    /// Keeps a gradient taken at `step` of the current epoch over `samples` points.
+    pub fn take_gradient(&mut self, step: usize, global_step: usize, samples: usize, g: &[f32]) {
+        self.pending.push(PendingGradient {
+            step,
+            global_step,
+            samples,
+            values: g.to_vec(),
+        });
+    }
+
+    /// Closes an epoch from the logits each batch produced (in batch order), the labels in the
+    /// same order, and the weights after its last update. Returns true when the model diverged
+    /// in this epoch: a non-finite batch loss, or finite losses but non-finite weights (the
+    /// epoch's last update broke them).
+    pub fn end_epoch(
+        &mut self,
+        epoch: usize,
+        logits: &[f32],
+        labels: &[f32],
+        weights: &[f32],
+    ) -> bool {
+        let n = self.samples;
+        let step_losses: Vec<f64> = (0..self.steps_per_epoch)
+            .map(|step| {
+                let range = step * self.batch..n.min((step + 1) * self.batch);
+                mean_bce(&logits[range.clone()], &labels[range])
+            })
+            .collect();
+        let metrics = metrics(logits, labels);
+        self.epochs.push(EpochMetrics {
+            epoch,
+            loss: metrics.loss,
+            accuracy: metrics.accuracy,
+        });
+        for pending in std::mem::take(&mut self.pending) {
+            let record = self.gradient_record(
+                epoch,
+                pending.step,
+                pending.global_step,
+                pending.samples,
+                step_losses[pending.step],
+                &pending.values,
+            );
+            self.gradients.push(record);
+        }
+        let snapshot = self.snapshot(epoch, weights);
+        let weights_finite = snapshot.layers.iter().all(|l| l.mean.is_finite());
+        self.weights.push(snapshot);
+
+        let broken = step_losses.iter().position(|l| !l.is_finite());
+        let broken = broken.or((!weights_finite).then_some(self.steps_per_epoch - 1));
+        if let Some(step) = broken {
+            self.diverged_at = Some(StepRef {
+                epoch,
+                step,
+                global_step: (epoch - 1) * self.steps_per_epoch + step,
+            });
+        }
+        broken.is_some()
+    }
+
+    /// Sets the whole-set evaluation with the final weights (the model's at its last epoch).
+    /// Finite weights can still overflow the logits: that too is divergence, caused by the last
+    /// update.
+    pub fn evaluate_after(&mut self, after: Metrics) {
+        self.after = Some(after);
+        if self.diverged_at.is_none() && !after.loss.is_finite() {
+            let epoch = self.epochs.len();
+            self.diverged_at = Some(StepRef {
+                epoch,
+                step: self.steps_per_epoch - 1,
+                global_step: epoch * self.steps_per_epoch - 1,
+            });
+        }
+    }
+
+    /// True when a last gradient over the whole training set should be taken after training.
+    pub fn wants_final_gradient(&self) -> bool {
+        self.config.grad_every != GradEvery::Never && self.is_open()
+    }
+
+    /// Records the gradient over the whole training set taken after the last step, from the
+    /// logits and gradient of that pass.
+    pub fn take_final_gradient(&mut self, logits: &[f32], labels: &[f32], g: &[f32]) {
+        let loss = mean_bce(logits, labels);
+        let epochs = self.epochs.len();
+        let record = self.gradient_record(
+            self.config.epochs,
+            self.steps_per_epoch,
+            epochs * self.steps_per_epoch,
+            self.samples,
+            loss,
+            g,
+        );
+        self.gradients.push(record);
+    }
+
+    /// The finished record.
+    pub fn finish(
+        self,
+        data: &Dataset,
+        device: &str,
+        engine: EngineInfo,
+        wall_time_s: f64,
+    ) -> RunRecord {
+        RunRecord {
+            format: FORMAT,
+            version: FORMAT_VERSION,
+            tool: ToolInfo::current(),
+            device: device.to_string(),
+            engine,
+            config: self.config.clone(),
+            data: data.summary(),
+            kernel_orientation: KERNEL_ORIENTATION,
+            layers: layer_infos(self.config, self.slots),
+            status: if self.diverged_at.is_some() {
+                Status::Diverged
+            } else {
+                Status::Completed
+            },
+            diverged_at: self.diverged_at,
+            evaluation: Evaluation {
+                before: self.before,
+                after: self.after.expect("evaluated after training"),
+            },
+            epochs: self.epochs,
+            weights: self.weights,
+            gradients: self.gradients,
+            wall_time_s,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.config.record == RecordLevel::Full
+    }
+
+    fn snapshot(&self, epoch: usize, params: &[f32]) -> WeightSnapshot {
+        let full = self.full();
+        let layers = self
+            .slots
+            .iter()
+            .map(|slot| {
+                let (kernel, bias) = (slot.kernel(params), slot.bias(params));
+                let s = summarize(kernel);
+                WeightLayer {
+                    mean: s.mean,
+                    sd: s.sd,
+                    kernel: full.then(|| rows(kernel, slot.units)),
+                    bias: full.then(|| bias.to_vec()),
+                }
+            })
+            .collect();
+        WeightSnapshot { epoch, layers }
+    }
+
+    fn gradient_record(
+        &self,
+        epoch: usize,
+        step: usize,
+        global_step: usize,
+        samples: usize,
+        loss: f64,
+        grads: &[f32],
+    ) -> GradientRecord {
+        let full = self.full();
+        let layers = self
+            .slots
+            .iter()
+            .map(|slot| {
+                let (kernel, bias) = (slot.kernel(grads), slot.bias(grads));
+                let s = summarize(kernel);
+                GradientLayer {
+                    mean: s.mean,
+                    sd: s.sd,
+                    mean_abs: s.mean_abs,
+                    l2: s.l2,
+                    kernel: full.then(|| rows(kernel, slot.units)),
+                    bias: full.then(|| bias.to_vec()),
+                }
+            })
+            .collect();
+        GradientRecord {
+            epoch,
+            step,
+            global_step,
+            samples,
+            loss,
+            layers,
+        }
+    }
+}
+
+/// True when the step should be recorded.
+pub fn records_at(every: GradEvery, step: usize, global_step: usize) -> bool {
+    match every {
+        GradEvery::Epoch => step == 0,
+        GradEvery::Steps(n) => global_step.is_multiple_of(n),
+        GradEvery::Never => false,
+    }
+}
+
+/// Mean binary cross-entropy of logits against 0/1 labels, accumulated in f64.
+pub fn mean_bce(logits: &[f32], labels: &[f32]) -> f64 {
+    let total: f64 = logits
+        .iter()
+        .zip(labels)
+        .map(|(&z, &y)| bce_from_logit(z as f64, y as f64))
+        .sum();
+    total / logits.len() as f64
+}
+
+/// Loss and accuracy; a model whose logits are not finite has no accuracy (NaN, not 0.5).
+pub fn metrics(logits: &[f32], labels: &[f32]) -> Metrics {
+    let loss = mean_bce(logits, labels);
+    if logits.iter().any(|z| !z.is_finite()) {
+        return Metrics {
+            loss,
+            accuracy: f64::NAN,
+        };
+    }
+    let correct = logits
+        .iter()
+        .zip(labels)
+        .filter(|(&z, &y)| (z > 0.0) == (y == 1.0))
+        .count();
+    Metrics {
+        loss,
+        accuracy: correct as f64 / labels.len() as f64,
+    }
+}
+
+fn layer_infos(config: &RunConfig, slots: &[LayerSlot]) -> Vec<LayerInfo> {
+    let last = slots.len() - 1;
+    let activation = crate::cli::kebab(config.activation);
+    slots
+        .iter()
+        .enumerate()
+        .map(|(i, slot)| LayerInfo {
+            name: format!("dense_{}", i + 1),
+            activation: if i == last {
+                "logit".to_string()
+            } else {
+                activation.clone()
+            },
+            kernel_shape: [slot.inputs, slot.units],
+            bias_shape: [slot.units],
+        })
+        .collect()
+}
