@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{gradtrace, listing, read_json, spawn, wait_until};
+use common::{assert_json_close, gradtrace, listing, read_json, spawn, wait_until};
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use std::collections::BTreeSet;
@@ -30,7 +30,8 @@ const GRID: &[&str] = &[
 ];
 
 /// Makes the grid long enough (200 runs of 50 epochs) to be caught in the middle.
-const LONG: [&str; 4] = ["--seeds", "0..50", "--epochs", "50"];
+/// A sweep that runs for seconds: one run at a time, so that files appear one by one.
+const LONG: [&str; 6] = ["--seeds", "0..50", "--epochs", "50", "--engine", "single"];
 
 fn sweep(folder: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
     gradtrace()
@@ -225,8 +226,10 @@ fn shards_merge_into_the_same_summary_as_one_machine() {
         }
         value
     };
+    // Shards group runs into other ensembles than one machine does, which can change the last
+    // float32 digits (see the README); the single engine would agree bit for bit.
     let merged = summary(&shared, &dir.path().join("a.json"));
-    assert_eq!(merged, summary(&whole, &dir.path().join("b.json")));
+    assert_json_close(&merged, &summary(&whole, &dir.path().join("b.json")), 1e-5);
     assert_eq!(
         merged.as_array().unwrap().len(),
         4,

@@ -4,6 +4,7 @@
 use crate::config::{
     Activation, DataConfig, GradEvery, Init, OptimizerConfig, OptimizerKind, RecordLevel, RunConfig,
 };
+use crate::schedule::{Engine, DEFAULT_MAX_ENSEMBLE};
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train one network and write its history as JSON.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Reproduce the vanishing-gradient study: every experiment, a table and the figures.
     Tutorial(TutorialArgs),
     /// Train a grid of runs in parallel: resumable, interruptible, shardable across a cluster.
@@ -167,6 +168,28 @@ impl DataArgs {
     }
 }
 
+/// Which engine trains the runs, shared by `run` and `sweep`.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Engine")]
+pub struct EngineArgs {
+    /// `single` trains one network at a time (the reference); `ensemble` trains runs that share
+    /// a shape together as batched tensors (they may differ in seed, initializer, learning rate
+    /// and activation); `auto` uses the ensemble wherever two or more runs can share one.
+    #[arg(long, value_enum, default_value_t = Engine::Auto)]
+    pub engine: Engine,
+
+    /// Most runs in one ensemble; larger groups are split (the histories of an ensemble are held
+    /// in memory until it finishes).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_MAX_ENSEMBLE as u64,
+        value_parser = clap::value_parser!(u64).range(1..),
+        allow_negative_numbers = true
+    )]
+    pub max_ensemble: u64,
+}
+
 /// Flags of `gradtrace run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -178,9 +201,19 @@ pub struct RunArgs {
     #[command(flatten)]
     pub data: DataArgs,
 
-    /// Seed of the initial weights and of the batch order.
+    /// Seed of the initial weights and of the batch order (the first seed with --seeds).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
+
+    /// Train K runs, seeds --seed to --seed + K - 1, each written to <out-dir>/<name>.json.
+    #[arg(
+        long,
+        value_name = "K",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u64).range(1..),
+        allow_negative_numbers = true
+    )]
+    pub seeds: u64,
 
     /// Keep the data in its original order instead of reshuffling every epoch.
     #[arg(long)]
@@ -203,9 +236,21 @@ pub struct RunArgs {
     #[arg(long)]
     pub name: Option<String>,
 
-    /// Output JSON file [default: outputs/runs/<name>.json].
-    #[arg(long, value_name = "FILE")]
+    /// Output JSON file of a single run [default: <out-dir>/<name>.json].
+    #[arg(long, value_name = "FILE", conflicts_with = "out_dir")]
     pub out: Option<PathBuf>,
+
+    /// Folder for the run JSON files, one per seed, each named after its run.
+    #[arg(long, value_name = "DIR", default_value = "outputs/runs")]
+    pub out_dir: PathBuf,
+
+    /// Runs trained at once with --seeds [default: the number of cores on cpu, 1 on cuda].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
+    pub jobs: Option<u64>,
+
+    /// Engine flags.
+    #[command(flatten)]
+    pub engine: EngineArgs,
 
     /// Replace the output file if it exists.
     #[arg(long)]
@@ -358,30 +403,57 @@ impl ModelArgs {
 }
 
 impl RunArgs {
-    /// The validated run config.
-    pub fn config(&self) -> Result<RunConfig> {
+    /// The validated run config of each seed, in seed order.
+    pub fn configs(&self) -> Result<Vec<RunConfig>> {
         let m = &self.model;
-        let name = self.name.clone().unwrap_or_else(|| {
-            let widths: Vec<String> = m.hidden.iter().map(usize::to_string).collect();
-            format!(
-                "{}-{}-{}-{}-s{}",
-                kebab(m.activation),
-                kebab(m.init),
-                kebab(m.optimizer),
-                widths.join("x"),
-                self.seed
-            )
-        });
-        let config = m.config(
-            name,
-            self.seed,
-            !self.no_shuffle,
-            self.grad_every,
-            self.record,
-            self.data.config(),
-        );
-        config.validate()?;
-        Ok(config)
+        let Some(last) = self.seed.checked_add(self.seeds - 1) else {
+            bail!(
+                "--seed {} with --seeds {}: the seeds run past 2^64",
+                self.seed,
+                self.seeds
+            );
+        };
+        if self.out.is_some() && self.seeds > 1 {
+            bail!(
+                "--out names one file but --seeds {} makes {0} runs; use --out-dir DIR instead",
+                self.seeds
+            );
+        }
+        let mut configs = Vec::with_capacity(self.seeds as usize);
+        for seed in self.seed..=last {
+            let name = match &self.name {
+                Some(name) if self.seeds == 1 => name.clone(),
+                Some(name) => format!("{name}-s{seed}"),
+                None => {
+                    let widths: Vec<String> = m.hidden.iter().map(usize::to_string).collect();
+                    format!(
+                        "{}-{}-{}-{}-s{seed}",
+                        kebab(m.activation),
+                        kebab(m.init),
+                        kebab(m.optimizer),
+                        widths.join("x"),
+                    )
+                }
+            };
+            let config = m.config(
+                name,
+                seed,
+                !self.no_shuffle,
+                self.grad_every,
+                self.record,
+                self.data.config(),
+            );
+            config.validate()?;
+            configs.push(config);
+        }
+        Ok(configs)
+    }
+
+    /// Where a run's JSON goes.
+    pub fn path_of(&self, config: &RunConfig) -> PathBuf {
+        self.out
+            .clone()
+            .unwrap_or_else(|| self.out_dir.join(format!("{}.json", config.name)))
     }
 }
 

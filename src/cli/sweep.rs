@@ -53,6 +53,10 @@ pub struct SweepArgs {
     #[arg(long, short, help_heading = "Sweep")]
     pub quiet: bool,
 
+    /// Engine flags.
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
+
     /// Seeds: a list, with ranges allowed (0..8 is 0 to 7).
     #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub seeds: Vec<String>,

@@ -15,11 +15,12 @@ use crate::cli::SweepArgs;
 use crate::data::Dataset;
 use crate::interrupt::Interrupted;
 use crate::output::{is_temp_file, progress_bar, remove_stale_temp_files, PendingFile};
-use crate::pool::{default_jobs, map_parallel};
+use crate::pool::default_jobs;
+use crate::schedule::{plan, train_tasks, Progress};
 use crate::sweep::grid::{expand_ranges, Grid, Point};
 use crate::sweep::index::{self, IndexEntry};
 use crate::sweep::shard::Shard;
-use crate::train::{device_name, train};
+use crate::train::device_name;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -127,21 +128,30 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         );
     }
 
-    // Train in parallel; each finished run is written, then indexed.
+    // Train in parallel (ensembles where runs share a shape); each finished run is written, then
+    // indexed.
     let started = Instant::now();
+    let configs: Vec<&crate::config::RunConfig> = todo.iter().map(|p| &p.config).collect();
+    let max = args.engine.max_ensemble as usize;
+    let tasks = plan(&configs, args.engine.engine, jobs, max);
     let bar = progress_bar(todo.len() as u64, "runs", args.quiet);
     bar.set_message("sweep, 0 failed");
     let failed = AtomicUsize::new(0);
-    let outcomes = map_parallel(
-        &todo,
+    let progress = Progress::default();
+    let outcomes = train_tasks(
+        &tasks,
+        &configs,
+        |config| data_for(&datasets, config),
+        device,
         jobs,
-        |point| run_point(point, &datasets, device, &runs, &index_path),
-        |outcome| {
+        |models, epochs| bar.set_position(progress.add_epoch(models, epochs)),
+        |i, record| {
+            let outcome = save_point(todo[i], record, &runs, &index_path);
             if matches!(outcome, Outcome::Failed) {
                 failed.fetch_add(1, Ordering::Relaxed);
+                bar.set_message(format!("sweep, {} failed", failed.load(Ordering::Relaxed)));
             }
-            bar.set_message(format!("sweep, {} failed", failed.load(Ordering::Relaxed)));
-            bar.inc(1);
+            outcome
         },
     );
     bar.finish_and_clear();
@@ -214,22 +224,26 @@ fn load_data(points: &[&Point]) -> Result<Vec<(crate::config::DataConfig, Datase
     Ok(datasets)
 }
 
-fn run_point(
+/// The dataset a run trains on (each distinct one was loaded once).
+fn data_for<'a>(
+    datasets: &'a [(crate::config::DataConfig, Dataset)],
+    config: &crate::config::RunConfig,
+) -> &'a Dataset {
+    &datasets
+        .iter()
+        .find(|(c, _)| *c == config.data)
+        .expect("every run's data was loaded")
+        .1
+}
+
+/// Writes a finished run and its index line, or indexes its failure.
+fn save_point(
     point: &Point,
-    datasets: &[(crate::config::DataConfig, Dataset)],
-    device: Device,
+    record: Result<crate::record::RunRecord>,
     runs: &Path,
     index_path: &Path,
 ) -> Outcome {
-    if crate::interrupt::requested() {
-        return Outcome::Interrupted;
-    }
-    let data = &datasets
-        .iter()
-        .find(|(c, _)| *c == point.config.data)
-        .expect("loaded")
-        .1;
-    let written = train(&point.config, data, device, |_| ()).and_then(|record| {
+    let written = record.and_then(|record| {
         let path = runs.join(format!("{}.json", point.id));
         PendingFile::reserve(&path, true, "--out-dir")?.commit_json(&record)?;
         index::append(index_path, &IndexEntry::of_record(&point.id, &record))?;

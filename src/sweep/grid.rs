@@ -173,7 +173,8 @@ impl Grid {
         let Command::Run(run) = cli.command else {
             unreachable!("parsed as `run`")
         };
-        run.config().map_err(|e| located(format!("{e:#}")))
+        let mut configs = run.configs().map_err(|e| located(format!("{e:#}")))?;
+        Ok(configs.remove(0))
     }
 }
 
@@ -279,6 +280,13 @@ mod tests {
             "quiet",
             "help",
             "no-shuffle",
+            // How runs are trained and where they go, not what they are (the sweep has its own
+            // seed lists and these same engine and job flags).
+            "seeds",
+            "out-dir",
+            "jobs",
+            "engine",
+            "max-ensemble",
         ];
         for arg in run.get_arguments() {
             let long = arg.get_long().unwrap_or_default();

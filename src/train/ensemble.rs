@@ -7,8 +7,8 @@
 //! history stops, as the single engine's would) and its rows are zeroed so that nothing
 //! non-finite stays in flight; the other models never read those rows.
 
-use super::history::{metrics, records_at, History};
-use super::{host, labels_in_order, shuffle, INIT_STREAM, SHUFFLE_STREAM};
+use super::history::{metrics, records_at, History, Points};
+use super::{host, host_points, labels_in_order, shuffle, INIT_STREAM, SHUFFLE_STREAM};
 use crate::config::{Activation, Init, RunConfig};
 use crate::data::Dataset;
 use crate::model::{initial_params, layout};
@@ -73,7 +73,6 @@ pub(super) fn train_many(
     let steps_per_epoch = n.div_ceil(batch);
     let widths = first.widths();
     let (slots, p) = layout(&widths);
-    let rows = |flat: &[f32], r: usize, width: usize| flat[r * width..(r + 1) * width].to_vec();
 
     // Set-up: each model's weights and shuffle stream from its own seed; data on the device once.
     let mut initial = Vec::with_capacity(models * p);
@@ -94,18 +93,23 @@ pub(super) fn train_many(
     let rates: Vec<f64> = configs.iter().map(|c| c.optimizer.learning_rate).collect();
     let mut optimizer = Optimizer::per_row(&first.optimizer, &model.params, &rates);
     let (r, n64) = (models as i64, n as i64);
+    // Feature-major, as the stacked model wants: [R, 2, n] points, [R, 1, n] labels.
     let x_all = Tensor::from_slice(&data.x).view([n64, 2]).to_device(device);
-    let y_all = Tensor::from_slice(&data.y).view([n64, 1]).to_device(device);
-    let x_every = x_all.expand([r, n64, 2], false);
-    let y_every = y_all.expand([r, n64, 1], false);
+    let y_all = Tensor::from_slice(&data.y).to_device(device);
+    let x_every = x_all
+        .tr()
+        .contiguous()
+        .unsqueeze(0)
+        .expand([r, 2, n64], false);
+    let y_every = y_all.view([1, 1, n64]).expand([r, 1, n64], false);
     let epoch_logits = Tensor::zeros([r, n64], (Kind::Float, device));
-    let before = host(&model.logits(&x_every));
+    let (logits, losses) = host_points(&model.logits(&x_every), &y_every);
     let mut histories: Vec<History> = configs
         .iter()
         .enumerate()
         .map(|(i, config)| {
-            let before = metrics(&rows(&before, i, n), &data.y);
-            History::new(config, &slots, n, &rows(&initial, i, p), before)
+            let before = metrics(Points::of_model(&logits, &losses, i, n), &data.y);
+            History::new(config, &slots, n, &initial[i * p..(i + 1) * p], before)
         })
         .collect();
     let mut orders: Vec<Vec<usize>> = vec![(0..n).collect(); models];
@@ -120,14 +124,18 @@ pub(super) fn train_many(
         }
         let index: Vec<i64> = orders.iter().flatten().map(|&i| i as i64).collect();
         let index = Tensor::from_slice(&index).to_device(device);
-        let x_epoch = x_all.index_select(0, &index).view([r, n64, 2]);
-        let y_epoch = y_all.index_select(0, &index).view([r, n64, 1]);
+        let x_epoch = x_all
+            .index_select(0, &index)
+            .view([r, n64, 2])
+            .transpose(1, 2)
+            .contiguous();
+        let y_epoch = y_all.index_select(0, &index).view([r, 1, n64]);
 
         // The hot loop: one batched forward, backward and update for all models.
         for step in 0..steps_per_epoch {
             let start = (step * batch) as i64;
             let len = batch.min(n - step * batch) as i64;
-            let (xb, yb) = (x_epoch.narrow(1, start, len), y_epoch.narrow(1, start, len));
+            let (xb, yb) = (x_epoch.narrow(2, start, len), y_epoch.narrow(2, start, len));
             let logits = model.compute_gradients(&xb, &yb);
             epoch_logits
                 .narrow(1, start, len)
@@ -149,12 +157,14 @@ pub(super) fn train_many(
         }
 
         // Once per epoch: every open model's losses, accuracy and weights.
-        let (logits, weights) = (host(&epoch_logits), host(&model.params));
+        let (logits, losses) = host_points(&epoch_logits, &y_epoch);
+        let weights = host(&model.params);
         let mut closed = Vec::new();
         for (i, history) in histories.iter_mut().enumerate() {
             if history.is_open() {
                 let labels = labels_in_order(&data.y, &orders[i]);
-                if history.end_epoch(epoch, &rows(&logits, i, n), &labels, &rows(&weights, i, p)) {
+                let points = Points::of_model(&logits, &losses, i, n);
+                if history.end_epoch(epoch, points, &labels, &weights[i * p..(i + 1) * p]) {
                     closed.push(i);
                 }
             }
@@ -162,10 +172,11 @@ pub(super) fn train_many(
 
         // Models that diverged are evaluated with the weights they stopped at, then zeroed.
         if !closed.is_empty() {
-            let after = host(&model.logits(&x_every));
+            let (logits, losses) = host_points(&model.logits(&x_every), &y_every);
             let mut mask = vec![false; models];
             for &i in &closed {
-                histories[i].evaluate_after(metrics(&rows(&after, i, n), &data.y));
+                let after = metrics(Points::of_model(&logits, &losses, i, n), &data.y);
+                histories[i].evaluate_after(after);
                 mask[i] = true;
             }
             let mask = Tensor::from_slice(&mask).view([r, 1]).to_device(device);
@@ -179,18 +190,20 @@ pub(super) fn train_many(
     }
 
     // After the last step: the whole set with the final weights, and one more gradient over it.
-    let after = host(&model.logits(&x_every));
+    let (logits, losses) = host_points(&model.logits(&x_every), &y_every);
     for (i, history) in histories.iter_mut().enumerate() {
         if history.is_open() {
-            history.evaluate_after(metrics(&rows(&after, i, n), &data.y));
+            history.evaluate_after(metrics(Points::of_model(&logits, &losses, i, n), &data.y));
         }
     }
     if histories.iter().any(History::wants_final_gradient) {
-        let logits = host(&model.compute_gradients(&x_every, &y_every));
+        let logits = model.compute_gradients(&x_every, &y_every);
+        let (_, losses) = host_points(&logits, &y_every);
         let grads = host(&model.grads);
         for (i, history) in histories.iter_mut().enumerate() {
             if history.wants_final_gradient() {
-                history.take_final_gradient(&rows(&logits, i, n), &data.y, &rows(&grads, i, p));
+                let (losses, g) = (&losses[i * n..(i + 1) * n], &grads[i * p..(i + 1) * p]);
+                history.take_final_gradient(losses, g);
             }
         }
     }

@@ -7,7 +7,7 @@
 
 use crate::config::{GradEvery, RecordLevel, RunConfig};
 use crate::data::Dataset;
-use crate::model::{bce_from_logit, LayerSlot};
+use crate::model::LayerSlot;
 use crate::record::{
     rows, summarize, EngineInfo, EpochMetrics, Evaluation, GradientLayer, GradientRecord,
     LayerInfo, Metrics, RunRecord, Status, StepRef, ToolInfo, WeightLayer, WeightSnapshot, FORMAT,
@@ -88,7 +88,7 @@ impl<'a> History<'a> {
     pub fn end_epoch(
         &mut self,
         epoch: usize,
-        logits: &[f32],
+        points: Points,
         labels: &[f32],
         weights: &[f32],
     ) -> bool {
@@ -96,10 +96,10 @@ impl<'a> History<'a> {
         let step_losses: Vec<f64> = (0..self.steps_per_epoch)
             .map(|step| {
                 let range = step * self.batch..n.min((step + 1) * self.batch);
-                mean_bce(&logits[range.clone()], &labels[range])
+                mean(&points.losses[range])
             })
             .collect();
-        let metrics = metrics(logits, labels);
+        let metrics = metrics(points, labels);
         self.epochs.push(EpochMetrics {
             epoch,
             loss: metrics.loss,
@@ -153,9 +153,9 @@ impl<'a> History<'a> {
     }
 
     /// Records the gradient over the whole training set taken after the last step, from the
-    /// logits and gradient of that pass.
-    pub fn take_final_gradient(&mut self, logits: &[f32], labels: &[f32], g: &[f32]) {
-        let loss = mean_bce(logits, labels);
+    /// per-point losses and the gradient of that pass.
+    pub fn take_final_gradient(&mut self, losses: &[f32], g: &[f32]) {
+        let loss = mean(losses);
         let epochs = self.epochs.len();
         let record = self.gradient_record(
             self.config.epochs,
@@ -272,26 +272,41 @@ pub fn records_at(every: GradEvery, step: usize, global_step: usize) -> bool {
     }
 }
 
-/// Mean binary cross-entropy of logits against 0/1 labels, accumulated in f64.
-pub fn mean_bce(logits: &[f32], labels: &[f32]) -> f64 {
-    let total: f64 = logits
-        .iter()
-        .zip(labels)
-        .map(|(&z, &y)| bce_from_logit(z as f64, y as f64))
-        .sum();
-    total / logits.len() as f64
+/// One model's logits over a set of points and the binary cross-entropy of each.
+#[derive(Clone, Copy)]
+pub struct Points<'a> {
+    /// Logits, one per point.
+    pub logits: &'a [f32],
+    /// Binary cross-entropy of each logit against its label.
+    pub losses: &'a [f32],
+}
+
+impl<'a> Points<'a> {
+    /// Model r's share of host copies holding `n` points per model.
+    pub fn of_model(logits: &'a [f32], losses: &'a [f32], r: usize, n: usize) -> Points<'a> {
+        Points {
+            logits: &logits[r * n..(r + 1) * n],
+            losses: &losses[r * n..(r + 1) * n],
+        }
+    }
+}
+
+/// The mean, accumulated in f64.
+fn mean(values: &[f32]) -> f64 {
+    values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64
 }
 
 /// Loss and accuracy; a model whose logits are not finite has no accuracy (NaN, not 0.5).
-pub fn metrics(logits: &[f32], labels: &[f32]) -> Metrics {
-    let loss = mean_bce(logits, labels);
-    if logits.iter().any(|z| !z.is_finite()) {
+pub fn metrics(points: Points, labels: &[f32]) -> Metrics {
+    let loss = mean(points.losses);
+    if points.logits.iter().any(|z| !z.is_finite()) {
         return Metrics {
             loss,
             accuracy: f64::NAN,
         };
     }
-    let correct = logits
+    let correct = points
+        .logits
         .iter()
         .zip(labels)
         .filter(|(&z, &y)| (z > 0.0) == (y == 1.0))

@@ -13,6 +13,8 @@ mod ensemble;
 mod history;
 mod single;
 
+pub use history::Points;
+
 use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::record::RunRecord;
@@ -109,6 +111,19 @@ fn host(t: &Tensor) -> Vec<f32> {
         .expect("a float tensor converts to Vec<f32>")
 }
 
+/// Logits (any shape) and the binary cross-entropy of each against `labels` (the same number of
+/// values), copied to the host in one transfer. The losses are computed on the device in the
+/// stable form `max(z, 0) - z y + ln(1 + e^-|z|)`, what Keras computes for a sigmoid output
+/// from logits, so that thousands of models' epochs cost the host no transcendental functions.
+fn host_points(logits: &Tensor, labels: &Tensor) -> (Vec<f32>, Vec<f32>) {
+    let z = logits.reshape([-1]);
+    let y = labels.reshape([-1]).to_kind(z.kind());
+    let losses = z.clamp_min(0.0) - &z * &y + z.abs().neg().exp().log1p();
+    let mut both = host(&Tensor::stack(&[&z, &losses], 0));
+    let losses = both.split_off(both.len() / 2);
+    (both, losses)
+}
+
 /// Fisher-Yates, from the last position down: one epoch's batch order.
 fn shuffle(order: &mut [usize], rng: &mut ChaCha8Rng) {
     for i in (1..order.len()).rev() {
@@ -124,6 +139,21 @@ fn labels_in_order(labels: &[f32], order: &[usize]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_losses_match_the_f64_formula() {
+        let logits = [0.3f32, -2.0, 4.0, -7.5, 30.0, -90.0];
+        let labels = [1.0f32, 0.0, 0.0, 1.0, 0.0, 1.0];
+        let (z, losses) = host_points(&Tensor::from_slice(&logits), &Tensor::from_slice(&labels));
+        assert_eq!(z, logits);
+        for ((&z, &y), &loss) in logits.iter().zip(&labels).zip(&losses) {
+            let want = crate::model::bce_from_logit(z as f64, y as f64);
+            assert!(
+                (loss as f64 - want).abs() <= 1e-6 * want.max(1.0),
+                "{z} {y}: {loss} vs {want}"
+            );
+        }
+    }
 
     #[test]
     fn a_libtorch_panic_becomes_its_first_line() {

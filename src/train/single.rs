@@ -1,8 +1,8 @@
 //! The single-model engine: one network, one batch at a time. The reference the ensemble engine
 //! is checked against, and the faster choice for one run.
 
-use super::history::{metrics, records_at, History};
-use super::{host, labels_in_order, shuffle, INIT_STREAM, SHUFFLE_STREAM};
+use super::history::{metrics, records_at, History, Points};
+use super::{host, host_points, labels_in_order, shuffle, INIT_STREAM, SHUFFLE_STREAM};
 use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::model::Mlp;
@@ -43,7 +43,17 @@ pub(super) fn train_one(
         .to_device(device);
     let epoch_logits = Tensor::zeros([n as i64], (Kind::Float, device));
     let slots = model.slots.clone();
-    let before = metrics(&host(&model.logits(&x_all)), &data.y);
+    let evaluate = |model: &Mlp| {
+        let (logits, losses) = host_points(&model.logits(&x_all), &y_all);
+        metrics(
+            Points {
+                logits: &logits,
+                losses: &losses,
+            },
+            &data.y,
+        )
+    };
+    let before = evaluate(&model);
     let mut history = History::new(config, &slots, n, &host(&model.params), before);
     let mut order: Vec<usize> = (0..n).collect();
     let mut global_step = 0;
@@ -78,8 +88,12 @@ pub(super) fn train_one(
 
         // Once per epoch: losses and accuracy from the logits each batch produced, and weights.
         let labels = labels_in_order(&data.y, &order);
-        let diverged =
-            history.end_epoch(epoch, &host(&epoch_logits), &labels, &host(&model.params));
+        let (logits, losses) = host_points(&epoch_logits, &y_epoch);
+        let points = Points {
+            logits: &logits,
+            losses: &losses,
+        };
+        let diverged = history.end_epoch(epoch, points, &labels, &host(&model.params));
         on_epoch(epoch);
         if diverged {
             break;
@@ -87,10 +101,11 @@ pub(super) fn train_one(
     }
 
     // After the last step: the whole set with the final weights, and one more gradient over it.
-    history.evaluate_after(metrics(&host(&model.logits(&x_all)), &data.y));
+    history.evaluate_after(evaluate(&model));
     if history.wants_final_gradient() {
         let logits = model.compute_gradients(&x_all, &y_all);
-        history.take_final_gradient(&host(&logits), &data.y, &host(&model.grads));
+        let (_, losses) = host_points(&logits, &y_all);
+        history.take_final_gradient(&losses, &host(&model.grads));
     }
 
     let engine = EngineInfo::single();

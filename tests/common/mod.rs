@@ -107,3 +107,32 @@ pub fn study_config(activation: Activation, seed: u64) -> RunConfig {
     };
     config
 }
+
+/// Asserts that two JSON values are equal except that numbers may differ by `relative` of their
+/// size: for results that may come from ensembles of different make-up, which round the last
+/// float32 digits differently.
+#[allow(dead_code)]
+pub fn assert_json_close(a: &Value, b: &Value, relative: f64) {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= relative * x.abs().max(y.abs()),
+                "{x} and {y} differ by more than {relative} of their size"
+            );
+        }
+        (Value::Array(xs), Value::Array(ys)) => {
+            assert_eq!(xs.len(), ys.len(), "{a} vs {b}");
+            xs.iter()
+                .zip(ys)
+                .for_each(|(x, y)| assert_json_close(x, y, relative));
+        }
+        (Value::Object(xs), Value::Object(ys)) => {
+            assert_eq!(xs.keys().collect::<Vec<_>>(), ys.keys().collect::<Vec<_>>());
+            for (key, x) in xs {
+                assert_json_close(x, &ys[key], relative);
+            }
+        }
+        _ => assert_eq!(a, b),
+    }
+}
