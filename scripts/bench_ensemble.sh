@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Times the ensemble engine against the single-model engine and plain PyTorch eager on the
+# study's tutorial network (2-5-5-5-5-1 sigmoid, normal(0, 1) kernels, RMSprop, 100 epochs of
+# batch 32 on 1000 two-circles points, kernel gradients recorded at the first step of every
+# epoch, summaries kept: `--record stats`), and a 1000-seed sweep with both engines.
+#
+# Usage: scripts/bench_ensemble.sh [SIZES]   (default "1 64 512 4096", or BENCH_SIZES)
+#
+# Each figure is milliseconds of wall-clock time per model-run, whole process (start-up, data and
+# JSON writing included), with gradtrace using every core (--jobs = cores, as by default).
+# The single engine trains one model at a time per worker, so its cost per model does not depend
+# on R: it is measured on min(R, 64) runs. PyTorch eager trains one model at a time in one
+# process on one thread, as a hand-written script would; it is measured on 3 runs (loop only,
+# scripts/reference_torch.py) and is the same for every R.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+
+sizes=${1:-${BENCH_SIZES:-1 64 512 4096}}
+for r in $sizes; do
+  if ! [[ "$r" =~ ^[1-9][0-9]*$ ]]; then
+    echo "bench: sizes must be positive whole numbers (got '$r')" >&2
+    exit 2
+  fi
+done
+
+tmpdir=$(mktemp -d)
+trap 'rm -rf "$tmpdir"' EXIT
+echo "bench: building gradtrace (release)" >&2
+cargo build --release --quiet
+bin=target/release/gradtrace
+study=(--activation sigmoid --init normal --hidden 5,5,5,5 --optimizer rmsprop --epochs 100
+  --batch-size 32 --record stats --quiet)
+
+# Prints the wall-clock seconds of one command.
+seconds() {
+  local start end
+  start=$(date +%s.%N)
+  "$@"
+  end=$(date +%s.%N)
+  echo "$end - $start" | bc -l
+}
+
+# One line per measurement: engine R runs seconds.
+results="$tmpdir/results"
+measured_single=""
+for r in $sizes; do
+  n=$((r < 64 ? r : 64))
+  if [ "$n" != "$measured_single" ]; then
+    echo "bench: single engine, $n runs" >&2
+    s=$(seconds "$bin" run "${study[@]}" --seeds "$n" --engine single --out-dir "$tmpdir/s$n")
+    echo "single $n $s" >>"$results"
+    measured_single=$n
+  fi
+  echo "bench: ensemble engine, R = $r" >&2
+  s=$(seconds "$bin" run "${study[@]}" --seeds "$r" --engine ensemble --out-dir "$tmpdir/e$r")
+  echo "ensemble $r $s" >>"$results"
+  rm -rf "$tmpdir/s$n" "$tmpdir/e$r"
+done
+
+echo "bench: PyTorch eager, 3 runs" >&2
+"$GRADTRACE_PYTHON" scripts/reference_torch.py --activation sigmoid --epochs 100 --seed 1 \
+  --repeats 3 >"$tmpdir/torch"
+
+# The done-criterion of the engine: 1000 seeds as one sweep, auto engine against the single
+# engine's measured cost per run.
+echo "bench: sweep of 1000 seeds, auto engine" >&2
+s=$(seconds "$bin" sweep --seed-count 1000 "${study[@]}" --out-dir "$tmpdir/sweep")
+echo "sweep 1000 $s" >>"$results"
+
+"$GRADTRACE_PYTHON" - "$results" "$tmpdir/torch" "$sizes" "$(nproc)" <<'PY'
+import statistics
+import sys
+
+results, torch_file, sizes, cores = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4]
+rows = [line.split() for line in open(results)]
+single = {int(r): float(s) / int(r) for kind, r, s in rows if kind == "single"}
+ensemble = {int(r): float(s) / int(r) for kind, r, s in rows if kind == "ensemble"}
+sweep = [float(s) for kind, r, s in rows if kind == "sweep"][0]
+torch = statistics.median(float(l.split()[1]) for l in open(torch_file) if l.startswith("seconds "))
+
+def single_for(r):
+    return single[min(r, 64)]
+
+print(f"ms per model-run, 100 epochs, batch 32, gradients every epoch, {cores} cores")
+print(f"{'R':>6}{'single':>12}{'ensemble':>12}{'PyTorch':>12}{'PyTorch/ens':>14}{'single/ens':>12}")
+for r in map(int, sizes):
+    s, e = single_for(r) * 1e3, ensemble[r] * 1e3
+    print(f"{r:>6}{s:>12.2f}{e:>12.2f}{torch * 1e3:>12.1f}{torch * 1e3 / e:>13.0f}x{s / e:>11.2f}x")
+print("single: measured on min(R, 64) runs; PyTorch eager: median of 3 runs, loop only, one thread")
+
+if 512 in ensemble:
+    e = ensemble[512] * 1e3
+    print(f"target at R = 512: <= 10 ms per model-run and >= 300x PyTorch eager: "
+          f"{e:.2f} ms, {torch * 1e3 / e:.0f}x -> {'met' if e <= 10 and torch * 1e3 / e >= 300 else 'NOT met'}")
+if 1 in ensemble:
+    print(f"target at R = 1: ensemble not slower than single: {ensemble[1] * 1e3:.0f} ms vs "
+          f"{single[1] * 1e3:.0f} ms -> {'met' if ensemble[1] <= single[1] * 1.05 else 'NOT met'} "
+          f"(within 5%: one run is mostly start-up)")
+estimate = single_for(64) * 1000
+print(f"sweep of 1000 seeds: auto engine {sweep:.1f} s; single engine about {estimate:.0f} s "
+      f"(64 runs measured); {estimate / sweep:.0f}x")
+PY
