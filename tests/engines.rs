@@ -81,46 +81,37 @@ fn max_ensemble_splits_the_seeds() {
 #[test]
 fn many_seeds_print_totals_and_refuse_taken_names_before_training() {
     let dir = TempDir::new().unwrap();
-    gradtrace()
-        .args([
-            "run",
-            "--hidden",
-            "3",
-            "--epochs",
-            "2",
-            "--seeds",
-            "12",
-            "--samples",
-            "64",
-        ])
-        .arg("--out-dir")
-        .arg(dir.path())
+    let twelve = || {
+        let mut command = gradtrace();
+        command
+            .args([
+                "run",
+                "--hidden",
+                "3",
+                "--epochs",
+                "2",
+                "--seeds",
+                "12",
+                "--samples",
+                "64",
+            ])
+            .arg("--out-dir")
+            .arg(dir.path());
+        command
+    };
+    twelve()
         .assert()
         .success()
         .stdout(contains("12 runs: final accuracy median"));
 
     // A second time: every name is taken; nothing is trained or replaced.
-    let before =
-        std::fs::read(dir.path().join("sigmoid-glorot-uniform-rmsprop-3-s4.json")).unwrap();
-    gradtrace()
-        .args([
-            "run",
-            "--hidden",
-            "3",
-            "--epochs",
-            "2",
-            "--seeds",
-            "12",
-            "--samples",
-            "64",
-        ])
-        .arg("--out-dir")
-        .arg(dir.path())
+    let one = dir.path().join("sigmoid-glorot-uniform-rmsprop-3-s4.json");
+    let before = std::fs::read(&one).unwrap();
+    twelve()
         .assert()
         .failure()
         .stderr(contains("--out-dir").and(contains("exists; pass --force")));
-    let after = std::fs::read(dir.path().join("sigmoid-glorot-uniform-rmsprop-3-s4.json")).unwrap();
-    assert_eq!(before, after);
+    assert_eq!(before, std::fs::read(&one).unwrap());
     assert_eq!(listing(dir.path()).len(), 12);
 }
 

@@ -1,5 +1,6 @@
 //! The ensemble engine against the single-model engine, the reference.
 
+use clap::ValueEnum;
 use gradtrace::config::{Activation, Init, OptimizerKind, RunConfig};
 use gradtrace::data::Dataset;
 use gradtrace::record::{RunRecord, Status};
@@ -140,18 +141,7 @@ fn the_study_runs_match_the_single_engine_in_one_mixed_ensemble() {
 
 #[test]
 fn every_activation_matches_the_single_engine() {
-    let activations = [
-        Activation::Sigmoid,
-        Activation::Tanh,
-        Activation::Relu,
-        Activation::LeakyRelu,
-        Activation::Elu,
-        Activation::Selu,
-        Activation::Gelu,
-        Activation::Softplus,
-        Activation::Softsign,
-        Activation::Linear,
-    ];
+    let activations = Activation::value_variants();
     let configs: Vec<RunConfig> = activations
         .iter()
         .flat_map(|&a| [config(a, 11, EARLY_EPOCHS), config(a, 12, EARLY_EPOCHS)])
