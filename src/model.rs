@@ -147,23 +147,12 @@ impl Mlp {
     /// Forward and backward on one batch: fills `grads` with the gradient of the mean binary
     /// cross-entropy (computed from the logits) and returns the logits, `[n, 1]`.
     pub fn compute_gradients(&mut self, x: &Tensor, y: &Tensor) -> Tensor {
-        // Forward, keeping each layer's input and pre-activation for the backward pass.
-        let last = self.views.len() - 1;
-        let mut inputs = Vec::with_capacity(self.views.len());
-        let mut pre = Vec::with_capacity(self.views.len());
-        let mut a = x.shallow_clone();
-        for (l, layer) in self.views.iter().enumerate() {
-            let z = layer.bias.addmm(&a, &layer.kernel);
-            let next = if l < last {
-                self.activation.forward(&z)
-            } else {
-                z.shallow_clone()
-            };
-            inputs.push(a);
-            pre.push(z);
-            a = next;
-        }
-        let logits = a;
+        let dense = |l: usize, a: &Tensor| {
+            let layer = &self.views[l];
+            layer.bias.addmm(a, &layer.kernel)
+        };
+        let pass = Forward::run(x, self.views.len(), dense, |z| self.activation.forward(z));
+        let (inputs, pre, logits) = (pass.inputs, pass.pre, pass.logits);
 
         // d(mean BCE)/d(logit) = (sigmoid(logit) - y) / n.
         let n = x.size()[0] as f64;
@@ -180,6 +169,47 @@ impl Mlp {
             }
         }
         logits
+    }
+}
+
+/// A forward pass that keeps what the backward pass needs.
+pub struct Forward {
+    /// Each layer's input (the data for the first).
+    pub inputs: Vec<Tensor>,
+    /// Each layer's pre-activations.
+    pub pre: Vec<Tensor>,
+    /// The output layer's pre-activations: the logits.
+    pub logits: Tensor,
+}
+
+impl Forward {
+    /// Runs `layers` dense layers from `x`: `dense(l, input)` gives layer l's pre-activations and
+    /// `activate` the hidden activation (the output layer has none).
+    pub fn run(
+        x: &Tensor,
+        layers: usize,
+        dense: impl Fn(usize, &Tensor) -> Tensor,
+        activate: impl Fn(&Tensor) -> Tensor,
+    ) -> Forward {
+        let mut inputs = Vec::with_capacity(layers);
+        let mut pre = Vec::with_capacity(layers);
+        let mut a = x.shallow_clone();
+        for l in 0..layers {
+            let z = dense(l, &a);
+            let next = if l + 1 < layers {
+                activate(&z)
+            } else {
+                z.shallow_clone()
+            };
+            inputs.push(a);
+            pre.push(z);
+            a = next;
+        }
+        Forward {
+            inputs,
+            pre,
+            logits: a,
+        }
     }
 }
 

@@ -13,7 +13,7 @@
 
 use crate::config::Activation;
 use crate::kernels;
-use crate::model::{layout, LayerSlot};
+use crate::model::{layout, Forward, LayerSlot};
 use tch::{Device, Kind, Tensor};
 
 /// One layer's views into the stacked parameter and gradient tensors (batched products only).
@@ -109,23 +109,9 @@ impl StackedMlp {
     /// logits) and returns the logits, `[R, 1, b]`. Summed over models, these losses have
     /// exactly these gradients, since no parameter is shared.
     pub fn compute_gradients(&mut self, x: &Tensor, y: &Tensor) -> Tensor {
-        // Forward, keeping each layer's input and pre-activation for the backward pass.
-        let last = self.layers.len() - 1;
-        let mut inputs = Vec::with_capacity(self.layers.len());
-        let mut pre = Vec::with_capacity(self.layers.len());
-        let mut a = x.shallow_clone();
-        for l in 0..self.layers.len() {
-            let z = self.dense(l, &a);
-            let next = if l < last {
-                self.activate(&z)
-            } else {
-                z.shallow_clone()
-            };
-            inputs.push(a);
-            pre.push(z);
-            a = next;
-        }
-        let logits = a;
+        let dense = |l: usize, a: &Tensor| self.dense(l, a);
+        let pass = Forward::run(x, self.layers.len(), dense, |z| self.activate(z));
+        let (inputs, pre, logits) = (pass.inputs, pass.pre, pass.logits);
 
         // d(mean BCE)/d(logit) = (sigmoid(logit) - y) / b, per model.
         let b = x.size()[2] as f64;
