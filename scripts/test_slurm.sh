@@ -48,8 +48,8 @@ shards=$(find "$sharded" -name 'index-shard-*-of-4.jsonl' | wc -l)
 [ "$shards" -eq 4 ] || { echo "slurm test: expected 4 shard indexes, found $shards" >&2; exit 1; }
 "$bin" summary "$sharded" --json "$scratch/sharded.json" >/dev/null 2>&1
 "$bin" summary "$whole" --json "$scratch/whole.json" >/dev/null 2>&1
-# Shards group runs into other ensembles than one machine does, which can change the last
-# float32 digits; every number must agree to 1e-5 of its size, everything else exactly.
+# Shards group runs into other ensembles than one machine does, which can change a loss in its
+# last float32 digit; every number must agree to 1e-5 of its size, everything else exactly.
 if ! "$GRADTRACE_PYTHON" - "$scratch/sharded.json" "$scratch/whole.json" <<'PY'; then
 import json
 import math

@@ -14,7 +14,7 @@ pub mod data;
 pub mod figures;
 pub mod init;
 pub mod interrupt;
-pub mod kernels;
+pub mod lanes;
 pub mod model;
 pub mod optim;
 pub mod output;

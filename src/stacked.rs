@@ -6,15 +6,12 @@
 //! only its own weights and its own batch. Models may differ in their hidden activation: each
 //! activation is applied to its own contiguous block of rows.
 //!
-//! The products run one of two ways. On the CPU in float32, the loops of `kernels.rs`, model by
-//! model, on slices of the tensors (libtorch's batched product dispatches every small matrix on
-//! its own, which costs more than the arithmetic). Elsewhere (CUDA, or float64 in tests),
-//! libtorch's batched matrix products, one kernel launch for all models.
+//! The products are libtorch batched matrix products, one kernel launch for all models: the
+//! engine's form on CUDA (on the CPU, `lanes.rs` does the same work faster).
 
 use crate::config::Activation;
-use crate::kernels;
 use crate::model::{layout, Forward, LayerSlot};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// One layer's views into the stacked parameter and gradient tensors (batched products only).
 struct StackedLayer {
@@ -43,8 +40,6 @@ pub struct StackedMlp {
     pub grads: Tensor,
     layers: Vec<StackedLayer>,
     blocks: Vec<Block>,
-    /// The products run in `kernels.rs` (CPU, float32) rather than as libtorch batched products.
-    native: bool,
 }
 
 impl StackedMlp {
@@ -77,14 +72,12 @@ impl StackedMlp {
                 }
             })
             .collect();
-        let native = params.device() == Device::Cpu && params.kind() == Kind::Float;
         StackedMlp {
             slots,
             params,
             grads,
             layers,
             blocks: blocks(activations),
-            native,
         }
     }
 
@@ -130,90 +123,23 @@ impl StackedMlp {
 
     /// Layer l's pre-activations `[R, units, b]` from its input `a` (`[R, inputs, b]`).
     fn dense(&self, l: usize, a: &Tensor) -> Tensor {
-        if !self.native {
-            let layer = &self.layers[l];
-            return layer.bias.baddbmm(&layer.kernel_t, a, 1, 1);
-        }
-        let a = &rows_contiguous(a);
-        let slot = self.slots[l];
-        let (models, len) = (self.models(), a.size()[2]);
-        let z = Tensor::empty([models, slot.units as i64, len], (Kind::Float, Device::Cpu));
-        let params = host_slice(&self.params);
-        let (input, a_strides) = (host_slice(a), a.stride());
-        let out = host_slice_mut(&z);
-        let width = params.len() / models as usize;
-        for r in 0..models as usize {
-            let row = &params[r * width..(r + 1) * width];
-            let a_r = &input[r * a_strides[0] as usize..];
-            let z_r = &mut out[r * slot.units * len as usize..][..slot.units * len as usize];
-            let (kernel, bias) = (slot.kernel(row), slot.bias(row));
-            kernels::forward(kernel, bias, a_r, a_strides[1] as usize, len as usize, z_r);
-        }
-        z
+        let layer = &self.layers[l];
+        layer.bias.baddbmm(&layer.kernel_t, a, 1, 1)
     }
 
     /// Writes layer l's kernel and bias gradients into `grads` from its input `a` and the
     /// gradient `dz` with respect to its pre-activations.
     fn parameter_gradients(&mut self, l: usize, a: &Tensor, dz: &Tensor) {
-        if !self.native {
-            let layer = &mut self.layers[l];
-            layer.grad_kernel.copy_(&a.bmm(&dz.transpose(1, 2)));
-            layer
-                .grad_bias
-                .copy_(&dz.sum_dim_intlist(2, false, None::<Kind>));
-            return;
-        }
-        let a = &rows_contiguous(a);
-        let slot = self.slots[l];
-        let dz = dz.contiguous();
-        let (models, len) = (self.models() as usize, dz.size()[2] as usize);
-        let (input, a_strides) = (host_slice(a), a.stride());
-        let (dz_all, grads) = (host_slice(&dz), host_slice_mut(&self.grads));
-        let width = grads.len() / models;
-        for r in 0..models {
-            let row = &mut grads[r * width..(r + 1) * width];
-            let (kernel_part, rest) =
-                row[slot.kernel_offset..].split_at_mut(slot.inputs * slot.units);
-            let bias_part = &mut rest[..slot.units];
-            let a_r = &input[r * a_strides[0] as usize..];
-            let dz_r = &dz_all[r * slot.units * len..][..slot.units * len];
-            kernels::gradients(
-                a_r,
-                a_strides[1] as usize,
-                dz_r,
-                len,
-                kernel_part,
-                bias_part,
-            );
-        }
+        let layer = &mut self.layers[l];
+        layer.grad_kernel.copy_(&a.bmm(&dz.transpose(1, 2)));
+        layer
+            .grad_bias
+            .copy_(&dz.sum_dim_intlist(2, false, None::<Kind>));
     }
 
     /// The gradient with respect to layer l's input, `[R, inputs, b]`.
     fn backprop(&self, l: usize, dz: &Tensor) -> Tensor {
-        if !self.native {
-            return self.layers[l].kernel.bmm(dz);
-        }
-        let slot = self.slots[l];
-        let dz = dz.contiguous();
-        let (models, len) = (self.models(), dz.size()[2]);
-        let da = Tensor::empty(
-            [models, slot.inputs as i64, len],
-            (Kind::Float, Device::Cpu),
-        );
-        let (params, dz_all, out) = (
-            host_slice(&self.params),
-            host_slice(&dz),
-            host_slice_mut(&da),
-        );
-        let (models, len) = (models as usize, len as usize);
-        let width = params.len() / models;
-        for r in 0..models {
-            let kernel = slot.kernel(&params[r * width..(r + 1) * width]);
-            let dz_r = &dz_all[r * slot.units * len..][..slot.units * len];
-            let da_r = &mut out[r * slot.inputs * len..][..slot.inputs * len];
-            kernels::backprop(kernel, dz_r, len, da_r);
-        }
-        da
+        self.layers[l].kernel.bmm(dz)
     }
 
     /// The hidden activation of each model applied to its rows of `z`.
@@ -242,52 +168,6 @@ impl StackedMlp {
         }
         out
     }
-}
-
-/// `t`, copied only if its rows (last dimension) are not contiguous.
-fn rows_contiguous(t: &Tensor) -> Tensor {
-    if t.stride().last() == Some(&1) {
-        t.shallow_clone()
-    } else {
-        t.contiguous()
-    }
-}
-
-/// Every float32 a CPU tensor view can reach, from its first element to its last, as a slice.
-fn host_slice(t: &Tensor) -> &[f32] {
-    // SAFETY: the tensor is a float32 CPU tensor (checked), so `data_ptr` points at its first
-    // element and the `extent` floats after it belong to its storage. The slice borrows `t`, and
-    // within this module no tensor is written while a slice of it is alive.
-    unsafe { std::slice::from_raw_parts(checked_pointer(t), extent(t)) }
-}
-
-/// As `host_slice`, writable: only for tensors this module allocated or owns outright (`grads`
-/// and fresh outputs), never aliased by another slice while the result lives.
-#[allow(clippy::mut_from_ref)]
-fn host_slice_mut(t: &Tensor) -> &mut [f32] {
-    // SAFETY: as in `host_slice`; callers hold no other slice of `t` while writing.
-    unsafe { std::slice::from_raw_parts_mut(checked_pointer(t), extent(t)) }
-}
-
-fn checked_pointer(t: &Tensor) -> *mut f32 {
-    assert!(
-        t.device() == Device::Cpu && t.kind() == Kind::Float && t.stride().last() == Some(&1),
-        "native products need float32 CPU tensors with contiguous rows"
-    );
-    t.data_ptr() as *mut f32
-}
-
-/// Floats from a view's first element to its last, inclusive.
-fn extent(t: &Tensor) -> usize {
-    let (size, stride) = (t.size(), t.stride());
-    if size.contains(&0) {
-        return 0;
-    }
-    1 + size
-        .iter()
-        .zip(&stride)
-        .map(|(&n, &s)| ((n - 1) * s) as usize)
-        .sum::<usize>()
 }
 
 /// Runs of consecutive models with the same activation.
@@ -321,8 +201,7 @@ mod tests {
 
     #[test]
     fn each_row_gets_the_gradient_its_own_network_would() {
-        // Three models, two activations, different weights and different batches; float64 takes
-        // libtorch's batched products, float32 the native loops.
+        // Three models, two activations, different weights and different batches.
         let widths = [2, 4, 3, 1];
         let acts = [Activation::Tanh, Activation::Relu, Activation::Relu];
         let (_, total) = layout(&widths);
@@ -336,7 +215,6 @@ mod tests {
                 .view([1, 6, 1])
                 .repeat([3, 1, 1]);
             let mut stacked = StackedMlp::from_rows(&widths, &acts, params.copy());
-            assert_eq!(stacked.native, kind == Kind::Float);
             let logits = stacked.compute_gradients(&x.transpose(1, 2), &y.transpose(1, 2));
             for r in 0..3 {
                 let mut alone = Mlp::from_flat(&widths, acts[r as usize], params.get(r).copy());
@@ -352,13 +230,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn the_extent_of_a_strided_view_ends_at_its_last_element() {
-        let t = Tensor::zeros([4, 3, 10], (Kind::Float, tch::Device::Cpu));
-        // [4, 3, 5] with strides [30, 10, 1]: 1 + 3 * 30 + 2 * 10 + 4 * 1.
-        assert_eq!(extent(&t.narrow(2, 2, 5)), 115);
-        assert_eq!(extent(&t), 120);
     }
 }

@@ -7,19 +7,18 @@
 //! history stops, as the single engine's would) and its rows are zeroed so that nothing
 //! non-finite stays in flight; the other models never read those rows.
 
+use super::backend;
 use super::history::{metrics, records_at, History, Points};
-use super::{host, host_points, labels_in_order, shuffle, INIT_STREAM, SHUFFLE_STREAM};
+use super::{labels_in_order, shuffle, INIT_STREAM, SHUFFLE_STREAM};
 use crate::config::{Activation, Init, RunConfig};
 use crate::data::Dataset;
 use crate::model::{initial_params, layout};
-use crate::optim::Optimizer;
 use crate::record::{EngineInfo, RunRecord};
-use crate::stacked::StackedMlp;
 use anyhow::{bail, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
-use tch::{Device, Kind, Tensor};
+use tch::Device;
 
 /// What runs must share to train in one ensemble: the config with the knobs an ensemble can
 /// vary per model (name, seed, initializer and its parameters, learning rate, activation)
@@ -58,6 +57,7 @@ pub(super) fn train_many(
     configs: &[RunConfig],
     data: &Dataset,
     device: Device,
+    arithmetic: super::Arithmetic,
     mut on_epoch: impl FnMut(usize),
 ) -> Result<Vec<RunRecord>> {
     check_ensemble(configs)?;
@@ -74,7 +74,7 @@ pub(super) fn train_many(
     let widths = first.widths();
     let (slots, p) = layout(&widths);
 
-    // Set-up: each model's weights and shuffle stream from its own seed; data on the device once.
+    // Set-up: each model's weights and shuffle stream from its own seed; data in place once.
     let mut initial = Vec::with_capacity(models * p);
     let mut shuffles = Vec::with_capacity(models);
     for config in configs {
@@ -85,25 +85,19 @@ pub(super) fn train_many(
         shuffle_rng.set_stream(SHUFFLE_STREAM);
         shuffles.push(shuffle_rng);
     }
-    let params = Tensor::from_slice(&initial)
-        .view([models as i64, p as i64])
-        .to_device(device);
     let activations: Vec<Activation> = configs.iter().map(|c| c.activation).collect();
-    let mut model = StackedMlp::from_rows(&widths, &activations, params);
     let rates: Vec<f64> = configs.iter().map(|c| c.optimizer.learning_rate).collect();
-    let mut optimizer = Optimizer::per_row(&first.optimizer, &model.params, &rates);
-    let (r, n64) = (models as i64, n as i64);
-    // Feature-major, as the stacked model wants: [R, 2, n] points, [R, 1, n] labels.
-    let x_all = Tensor::from_slice(&data.x).view([n64, 2]).to_device(device);
-    let y_all = Tensor::from_slice(&data.y).to_device(device);
-    let x_every = x_all
-        .tr()
-        .contiguous()
-        .unsqueeze(0)
-        .expand([r, 2, n64], false);
-    let y_every = y_all.view([1, 1, n64]).expand([r, 1, n64], false);
-    let epoch_logits = Tensor::zeros([r, n64], (Kind::Float, device));
-    let (logits, losses) = host_points(&model.logits(&x_every), &y_every);
+    let mut backend = backend::new(
+        arithmetic,
+        device,
+        &widths,
+        &activations,
+        &initial,
+        &first.optimizer,
+        &rates,
+        data,
+    );
+    let (logits, losses) = backend.evaluate();
     let mut histories: Vec<History> = configs
         .iter()
         .enumerate()
@@ -116,40 +110,26 @@ pub(super) fn train_many(
     let mut global_step = 0;
 
     for epoch in 1..=first.epochs {
-        // Every model's own batch order, drawn on the host, applied on the device in one gather.
+        // Every model's own batch order, drawn on the host.
         if first.shuffle {
             for (order, rng) in orders.iter_mut().zip(&mut shuffles) {
                 shuffle(order, rng);
             }
         }
-        let index: Vec<i64> = orders.iter().flatten().map(|&i| i as i64).collect();
-        let index = Tensor::from_slice(&index).to_device(device);
-        let x_epoch = x_all
-            .index_select(0, &index)
-            .view([r, n64, 2])
-            .transpose(1, 2)
-            .contiguous();
-        let y_epoch = y_all.index_select(0, &index).view([r, 1, n64]);
+        backend.start_epoch(&orders);
 
-        // The hot loop: one batched forward, backward and update for all models.
+        // The hot loop: one forward, backward and update for all models.
         for step in 0..steps_per_epoch {
-            let start = (step * batch) as i64;
-            let len = batch.min(n - step * batch) as i64;
-            let (xb, yb) = (x_epoch.narrow(2, start, len), y_epoch.narrow(2, start, len));
-            let logits = model.compute_gradients(&xb, &yb);
-            epoch_logits
-                .narrow(1, start, len)
-                .copy_(&logits.view([r, len]));
-            if records_at(first.grad_every, step, global_step) {
-                let grads = host(&model.grads);
+            let (start, len) = (step * batch, batch.min(n - step * batch));
+            let record = records_at(first.grad_every, step, global_step);
+            if let Some(grads) = backend.step(start, len, record) {
                 for (i, history) in histories.iter_mut().enumerate() {
                     if history.is_open() {
                         let g = &grads[i * p..(i + 1) * p];
-                        history.take_gradient(step, global_step, len as usize, g);
+                        history.take_gradient(step, global_step, len, g);
                     }
                 }
             }
-            optimizer.step(&mut model.params, &model.grads);
             global_step += 1;
             if crate::interrupt::requested() {
                 return Err(crate::interrupt::Interrupted.into());
@@ -157,8 +137,7 @@ pub(super) fn train_many(
         }
 
         // Once per epoch: every open model's losses, accuracy and weights.
-        let (logits, losses) = host_points(&epoch_logits, &y_epoch);
-        let weights = host(&model.params);
+        let (logits, losses, weights) = backend.end_epoch();
         let mut closed = Vec::new();
         for (i, history) in histories.iter_mut().enumerate() {
             if history.is_open() {
@@ -172,16 +151,12 @@ pub(super) fn train_many(
 
         // Models that diverged are evaluated with the weights they stopped at, then zeroed.
         if !closed.is_empty() {
-            let (logits, losses) = host_points(&model.logits(&x_every), &y_every);
-            let mut mask = vec![false; models];
+            let (logits, losses) = backend.evaluate();
             for &i in &closed {
                 let after = metrics(Points::of_model(&logits, &losses, i, n), &data.y);
                 histories[i].evaluate_after(after);
-                mask[i] = true;
             }
-            let mask = Tensor::from_slice(&mask).view([r, 1]).to_device(device);
-            let _ = model.params.masked_fill_(&mask, 0.0);
-            optimizer.clear_rows(&mask);
+            backend.close(&closed);
         }
         on_epoch(epoch);
         if histories.iter().all(|h| !h.is_open()) {
@@ -190,16 +165,14 @@ pub(super) fn train_many(
     }
 
     // After the last step: the whole set with the final weights, and one more gradient over it.
-    let (logits, losses) = host_points(&model.logits(&x_every), &y_every);
+    let (logits, losses) = backend.evaluate();
     for (i, history) in histories.iter_mut().enumerate() {
         if history.is_open() {
             history.evaluate_after(metrics(Points::of_model(&logits, &losses, i, n), &data.y));
         }
     }
     if histories.iter().any(History::wants_final_gradient) {
-        let logits = model.compute_gradients(&x_every, &y_every);
-        let (_, losses) = host_points(&logits, &y_every);
-        let grads = host(&model.grads);
+        let (losses, grads) = backend.full_gradient();
         for (i, history) in histories.iter_mut().enumerate() {
             if history.wants_final_gradient() {
                 let (losses, g) = (&losses[i * n..(i + 1) * n], &grads[i * p..(i + 1) * p]);

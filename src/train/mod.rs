@@ -9,6 +9,7 @@
 //! back at record points only: the flat gradient(s) when one is recorded, and once per epoch the
 //! epoch's logits (for loss, accuracy and divergence) and the flat weights, one transfer each.
 
+mod backend;
 mod ensemble;
 mod history;
 mod single;
@@ -55,12 +56,49 @@ pub fn train_ensemble(
     device: Device,
     on_epoch: impl FnMut(usize),
 ) -> Result<Vec<RunRecord>> {
+    let arithmetic = Arithmetic::for_device(device);
+    train_ensemble_with(configs, data, device, arithmetic, on_epoch)
+}
+
+/// How an ensemble's arithmetic is carried out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// Lane-major loops on the host (`lanes.rs`): the CPU's form.
+    Lanes,
+    /// libtorch batched tensors (`stacked.rs`): the form for CUDA, usable on the CPU too (the
+    /// tests check it there).
+    Tensors,
+}
+
+impl Arithmetic {
+    /// The form `train_ensemble` uses on `device`.
+    pub fn for_device(device: Device) -> Arithmetic {
+        if device == Device::Cpu {
+            Arithmetic::Lanes
+        } else {
+            Arithmetic::Tensors
+        }
+    }
+}
+
+/// `train_ensemble` with the form of arithmetic chosen (`Lanes` only on the CPU).
+pub fn train_ensemble_with(
+    configs: &[RunConfig],
+    data: &Dataset,
+    device: Device,
+    arithmetic: Arithmetic,
+    on_epoch: impl FnMut(usize),
+) -> Result<Vec<RunRecord>> {
+    assert!(
+        arithmetic == Arithmetic::Tensors || device == Device::Cpu,
+        "lane arithmetic runs on the CPU only"
+    );
     let label = match configs {
         [one] => one.name.clone(),
         _ => format!("an ensemble of {} runs", configs.len()),
     };
     guarded(&label, || {
-        ensemble::train_many(configs, data, device, on_epoch)
+        ensemble::train_many(configs, data, device, arithmetic, on_epoch)
     })
 }
 
@@ -85,15 +123,15 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     let first = first
         .strip_prefix("called `Result::unwrap()` on an `Err` value: ")
         .unwrap_or(first);
-    let first = first
-        .strip_prefix("Torch(\"")
-        .unwrap_or(first)
-        .trim_end_matches(['"', ')']);
+    let (source, first) = match first.strip_prefix("Torch(\"") {
+        Some(rest) => ("libtorch failed", rest.trim_end_matches(['"', ')'])),
+        None => ("internal error (please report it)", first),
+    };
     let mut short: String = first.chars().take(300).collect();
     if short.len() < first.len() {
         short.push_str("...");
     }
-    format!("libtorch failed: {short}")
+    format!("{source}: {short}")
 }
 
 /// `cpu`, `cuda:0`, ...
@@ -176,25 +214,29 @@ mod tests {
             x: vec![0.0; 9],
             y: vec![0.0, 1.0, 0.0],
         };
-        for result in [
-            std::panic::catch_unwind(|| train(&config, &data, Device::Cpu, |_| ()).map(|_| ())),
-            std::panic::catch_unwind(|| {
-                train_ensemble(
-                    &[config.clone(), config.clone()],
-                    &data,
-                    Device::Cpu,
-                    |_| (),
-                )
-                .map(|_| ())
-            }),
-        ] {
-            let error = result
-                .expect("no panic escapes")
-                .expect_err("the run fails");
-            assert!(
-                format!("{error:#}").contains("libtorch failed"),
-                "{error:#}"
-            );
-        }
+        let result = std::panic::catch_unwind(|| train(&config, &data, Device::Cpu, |_| ()));
+        let error = result
+            .expect("no panic escapes")
+            .expect_err("the run fails");
+        assert!(
+            format!("{error:#}").contains("libtorch failed"),
+            "{error:#}"
+        );
+
+        // The ensemble's CPU arithmetic is our own: a panic there is caught the same way.
+        let short = Dataset {
+            x: vec![0.0; 4],
+            y: vec![0.0, 1.0, 0.0],
+        };
+        let pair = [config.clone(), config.clone()];
+        let result =
+            std::panic::catch_unwind(|| train_ensemble(&pair, &short, Device::Cpu, |_| ()));
+        let error = result
+            .expect("no panic escapes")
+            .expect_err("the run fails");
+        assert!(
+            format!("{error:#}").contains("an ensemble of 2 runs"),
+            "{error:#}"
+        );
     }
 }
