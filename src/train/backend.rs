@@ -37,29 +37,27 @@ pub trait Backend {
     fn close(&mut self, models: &[usize]);
 }
 
+/// What every backend starts from.
+pub struct Setup<'a> {
+    /// Layer widths, input to output.
+    pub widths: &'a [usize],
+    /// Each model's hidden activation.
+    pub activations: &'a [Activation],
+    /// Each model's initial flat parameters, model after model (`[R][P]`).
+    pub initial: &'a [f32],
+    /// The optimizer's rule and constants, shared.
+    pub optimizer: &'a OptimizerConfig,
+    /// Each model's learning rate.
+    pub rates: &'a [f64],
+    /// The training data, shared.
+    pub data: &'a Dataset,
+}
+
 /// The backend of the chosen form, its data on `device`.
-pub fn new(
-    arithmetic: Arithmetic,
-    device: Device,
-    widths: &[usize],
-    activations: &[Activation],
-    initial: &[f32],
-    optimizer: &OptimizerConfig,
-    rates: &[f64],
-    data: &Dataset,
-) -> Box<dyn Backend> {
-    if arithmetic == Arithmetic::Lanes {
-        Box::new(LaneBackend::new(
-            widths,
-            activations,
-            initial,
-            optimizer,
-            rates,
-            data,
-        ))
-    } else {
-        let args = (widths, activations, initial, optimizer, rates, data, device);
-        Box::new(TensorBackend::new(args))
+pub fn new(arithmetic: Arithmetic, device: Device, setup: Setup) -> Box<dyn Backend> {
+    match arithmetic {
+        Arithmetic::Lanes => Box::new(LaneBackend::new(setup)),
+        Arithmetic::Tensors => Box::new(TensorBackend::new(setup, device)),
     }
 }
 
@@ -76,24 +74,18 @@ struct TensorBackend {
     epoch_logits: Tensor,
 }
 
-type TensorArgs<'a> = (
-    &'a [usize],
-    &'a [Activation],
-    &'a [f32],
-    &'a OptimizerConfig,
-    &'a [f64],
-    &'a Dataset,
-    Device,
-);
-
 impl TensorBackend {
-    fn new((widths, activations, initial, optimizer, rates, data, device): TensorArgs) -> Self {
-        let (r, n) = (activations.len() as i64, data.len() as i64);
-        let params = Tensor::from_slice(initial).view([r, -1]).to_device(device);
-        let model = StackedMlp::from_rows(widths, activations, params);
-        let optimizer = Optimizer::per_row(optimizer, &model.params, rates);
-        let x_all = Tensor::from_slice(&data.x).view([n, 2]).to_device(device);
-        let y_all = Tensor::from_slice(&data.y).to_device(device);
+    fn new(setup: Setup, device: Device) -> Self {
+        let (r, n) = (setup.activations.len() as i64, setup.data.len() as i64);
+        let params = Tensor::from_slice(setup.initial)
+            .view([r, -1])
+            .to_device(device);
+        let model = StackedMlp::from_rows(setup.widths, setup.activations, params);
+        let optimizer = Optimizer::per_row(setup.optimizer, &model.params, setup.rates);
+        let x_all = Tensor::from_slice(&setup.data.x)
+            .view([n, 2])
+            .to_device(device);
+        let y_all = Tensor::from_slice(&setup.data.y).to_device(device);
         let x_every = x_all
             .tr()
             .contiguous()
@@ -183,21 +175,14 @@ struct LaneBackend {
 }
 
 impl LaneBackend {
-    fn new(
-        widths: &[usize],
-        activations: &[Activation],
-        initial: &[f32],
-        optimizer: &OptimizerConfig,
-        rates: &[f64],
-        data: &Dataset,
-    ) -> Self {
-        let model = Lanes::new(widths, activations, initial);
-        let optimizer = LaneOptimizer::new(optimizer, &model.params, rates);
-        let size = data.len() * activations.len();
+    fn new(setup: Setup) -> Self {
+        let model = Lanes::new(setup.widths, setup.activations, setup.initial);
+        let optimizer = LaneOptimizer::new(setup.optimizer, &model.params, setup.rates);
+        let size = setup.data.len() * setup.activations.len();
         LaneBackend {
             model,
             optimizer,
-            data: data.clone(),
+            data: setup.data.clone(),
             x_epoch: vec![0.0; 2 * size],
             y_epoch: vec![0.0; size],
             epoch_logits: vec![0.0; size],

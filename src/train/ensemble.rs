@@ -87,16 +87,15 @@ pub(super) fn train_many(
     }
     let activations: Vec<Activation> = configs.iter().map(|c| c.activation).collect();
     let rates: Vec<f64> = configs.iter().map(|c| c.optimizer.learning_rate).collect();
-    let mut backend = backend::new(
-        arithmetic,
-        device,
-        &widths,
-        &activations,
-        &initial,
-        &first.optimizer,
-        &rates,
+    let setup = backend::Setup {
+        widths: &widths,
+        activations: &activations,
+        initial: &initial,
+        optimizer: &first.optimizer,
+        rates: &rates,
         data,
-    );
+    };
+    let mut backend = backend::new(arithmetic, device, setup);
     let (logits, losses) = backend.evaluate();
     let mut histories: Vec<History> = configs
         .iter()
