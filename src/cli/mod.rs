@@ -4,7 +4,7 @@
 use crate::config::{
     Activation, DataConfig, GradEvery, Init, OptimizerConfig, OptimizerKind, RecordLevel, RunConfig,
 };
-use crate::schedule::{Engine, DEFAULT_MAX_ENSEMBLE};
+use crate::schedule::{default_max_ensemble, Engine};
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -179,15 +179,23 @@ pub struct EngineArgs {
     pub engine: Engine,
 
     /// Most runs in one ensemble; larger groups are split (the histories of an ensemble are held
-    /// in memory until it finishes).
+    /// in memory until it finishes) [default: 512 on cpu, where larger ensembles outgrow the
+    /// cache; 16384 on cuda].
     #[arg(
         long,
         value_name = "N",
-        default_value_t = DEFAULT_MAX_ENSEMBLE as u64,
         value_parser = clap::value_parser!(u64).range(1..),
         allow_negative_numbers = true
     )]
-    pub max_ensemble: u64,
+    pub max_ensemble: Option<u64>,
+}
+
+impl EngineArgs {
+    /// `--max-ensemble`, or its default on `device`.
+    pub fn max_ensemble(&self, device: Device) -> usize {
+        self.max_ensemble
+            .map_or(default_max_ensemble(device), |n| n as usize)
+    }
 }
 
 /// Flags of `gradtrace run`.

@@ -58,7 +58,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     };
     let jobs = args.jobs.map_or(cores, |j| j as usize);
     let refs: Vec<&RunConfig> = configs.iter().collect();
-    let max = args.engine.max_ensemble as usize;
+    let max = args.engine.max_ensemble(device);
     let tasks = plan(&refs, args.engine.engine, jobs, max);
     let single = configs.len() == 1;
     let bar = if single {

@@ -132,7 +132,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     // indexed.
     let started = Instant::now();
     let configs: Vec<&crate::config::RunConfig> = todo.iter().map(|p| &p.config).collect();
-    let max = args.engine.max_ensemble as usize;
+    let max = args.engine.max_ensemble(device);
     let tasks = plan(&configs, args.engine.engine, jobs, max);
     let bar = progress_bar(todo.len() as u64, "runs", args.quiet);
     bar.set_message("sweep, 0 failed");
