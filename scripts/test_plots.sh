@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks scripts/plot.py end to end: a tiny run with gradients and one without, drawn from their
-# JSON alone; every expected PNG must exist and be a real image of some size.
+# JSON alone, and the figure of `gradtrace paper`; every expected PNG must exist and be a real
+# image of some size.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh
@@ -24,4 +25,12 @@ if [ -e "$scratch/without.gradients.png" ]; then
   echo "plot test: a run without gradient records got a gradient figure" >&2
   exit 1
 fi
-echo "plot test: 3 figures drawn, 1 correctly skipped"
+
+# gradtrace paper draws its own figure through scripts/plot_paper.py.
+"$bin" paper --batch 100 --out-dir "$scratch/paper" >/dev/null
+size=$(stat -c %s "$scratch/paper/paper.png" 2>/dev/null || echo 0)
+if [ "$size" -lt 10000 ] || [ "$(head -c 4 "$scratch/paper/paper.png" | tail -c 3)" != "PNG" ]; then
+  echo "plot test: paper.png missing or not a PNG (size $size)" >&2
+  exit 1
+fi
+echo "plot test: 4 figures drawn, 1 correctly skipped"

@@ -9,8 +9,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The plotting script.
+/// The plotting script for run histories.
 const PLOT_SCRIPT: &str = include_str!("../scripts/plot.py");
+/// The plotting script for `gradtrace paper`.
+const PAPER_SCRIPT: &str = include_str!("../scripts/plot_paper.py");
 
 /// A Python interpreter known to import matplotlib.
 pub struct Plotter {
@@ -44,6 +46,39 @@ impl Plotter {
     /// Draws the figures of these run files beside them, split over `jobs` Python processes,
     /// and checks that each run's weight figure exists afterwards.
     pub fn draw(&self, files: &[PathBuf], jobs: usize) -> Result<()> {
+        let chunk = files.len().div_ceil(jobs.max(1)).max(1);
+        let parts: Vec<&[PathBuf]> = files.chunks(chunk).collect();
+        self.run_script(PLOT_SCRIPT, &parts)?;
+        if let Some(missing) = files
+            .iter()
+            .map(|f| f.with_extension("weights.png"))
+            .find(|p| !p.exists())
+        {
+            bail!(
+                "--python {}: the plotting script drew nothing (no {}); the JSON files are complete",
+                self.python.display(),
+                missing.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Draws `paper.png` beside `paper.json` and returns its path.
+    pub fn draw_paper(&self, json: &Path) -> Result<PathBuf> {
+        self.run_script(PAPER_SCRIPT, &[&[json.to_path_buf()]])?;
+        let figure = json.with_extension("png");
+        if !figure.exists() {
+            bail!(
+                "--python {}: the plotting script drew nothing (no {}); the JSON is complete",
+                self.python.display(),
+                figure.display()
+            );
+        }
+        Ok(figure)
+    }
+
+    /// Runs `script` once per part, in parallel, with the part's files as arguments.
+    fn run_script(&self, script_text: &str, parts: &[&[PathBuf]]) -> Result<()> {
         // The script goes to Python as a file: a pipe would let a Python that stops reading
         // early kill us with SIGPIPE.
         let mut script = tempfile::Builder::new()
@@ -51,16 +86,15 @@ impl Plotter {
             .suffix(".py")
             .tempfile()?;
         script
-            .write_all(PLOT_SCRIPT.as_bytes())
+            .write_all(script_text.as_bytes())
             .context("writing the plotting script")?;
         script.flush()?;
 
-        let chunk = files.len().div_ceil(jobs.max(1)).max(1);
         let mut children = Vec::new();
-        for part in files.chunks(chunk) {
+        for part in parts {
             let child = Command::new(&self.python)
                 .arg(script.path())
-                .args(part)
+                .args(part.iter())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -85,17 +119,6 @@ impl Plotter {
         }
         if let Some(reason) = failure {
             bail!("the figures failed: {reason}; the JSON files are complete");
-        }
-        if let Some(missing) = files
-            .iter()
-            .map(|f| f.with_extension("weights.png"))
-            .find(|p| !p.exists())
-        {
-            bail!(
-                "--python {}: the plotting script drew nothing (no {}); the JSON files are complete",
-                self.python.display(),
-                missing.display()
-            );
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ pub mod lanes;
 pub mod model;
 pub mod optim;
 pub mod output;
+pub mod paper;
 pub mod pool;
 pub mod record;
 pub mod schedule;

@@ -511,3 +511,41 @@ fn a_killed_tutorial_does_not_block_the_next_one() {
         .success();
     assert!(dir.path().join("summary.json").exists());
 }
+
+#[test]
+fn paper_reproduces_the_predicted_ratios_and_keeps_other_files() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("paper");
+    gradtrace()
+        .args(["paper", "--no-plots", "--batch", "100", "--out-dir"])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(contains("tanh-standard").and(contains("relu-he")));
+    let json = read_json(&out.join("paper.json"));
+    assert_eq!(json["format"], "gradtrace-paper");
+    let experiments = json["experiments"].as_array().unwrap();
+    assert_eq!(experiments.len(), 4);
+    for e in experiments {
+        assert_eq!(e["agrees"], true, "{e}");
+        assert!(e["activation_variance"].as_array().unwrap().len() >= 5);
+    }
+
+    // A second time replaces its own file; a paper.json that is not ours is refused.
+    gradtrace()
+        .args(["paper", "--no-plots", "--batch", "100", "--out-dir"])
+        .arg(&out)
+        .assert()
+        .success();
+    std::fs::write(out.join("paper.json"), "{\"mine\": 1}").unwrap();
+    gradtrace()
+        .args(["paper", "--no-plots", "--batch", "100", "--out-dir"])
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(contains("no earlier paper wrote it"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("paper.json")).unwrap(),
+        "{\"mine\": 1}"
+    );
+}

@@ -33,6 +33,9 @@ pub enum Command {
     Sweep(Box<SweepArgs>),
     /// Merge the indexes of sweep folders (all shards) into one table, CSV or JSON.
     Summary(SummaryArgs),
+    /// Measure the variance predictions of Glorot and Bengio (2010) and He et al. (2015) at
+    /// initialization: a table, JSON and a figure.
+    Paper(PaperArgs),
 }
 
 /// Network, initializer, optimizer and training flags shared by every command that trains.
@@ -308,6 +311,35 @@ pub struct TutorialArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Flags of `gradtrace paper`.
+#[derive(Debug, Args)]
+pub struct PaperArgs {
+    /// Folder for paper.json and paper.png (an earlier paper's files there are replaced).
+    #[arg(long, default_value = "outputs/paper", value_name = "DIR")]
+    pub out_dir: PathBuf,
+
+    /// Seed of the kernels, the input points and the readout.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub seed: u64,
+
+    /// Points fed through each network.
+    #[arg(
+        long,
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(2..=100_000),
+        allow_negative_numbers = true
+    )]
+    pub batch: u64,
+
+    /// Python with matplotlib for the figure [default: as for the tutorial].
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+
+    /// Skip the figure.
+    #[arg(long)]
+    pub no_plots: bool,
 }
 
 /// A device as asked for on the command line, before checking it exists.

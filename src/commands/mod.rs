@@ -1,5 +1,6 @@
 //! One module per subcommand; `dispatch` is what `main` calls.
 
+pub mod paper;
 pub mod run;
 pub mod summary;
 pub mod sweep;
@@ -19,5 +20,6 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Tutorial(args) => tutorial::run(&args),
         Command::Sweep(args) => sweep::run(&args),
         Command::Summary(args) => summary::run(&args),
+        Command::Paper(args) => paper::run(&args),
     }
 }
