@@ -49,6 +49,9 @@ pub struct RunRecord {
     pub weights: Vec<WeightSnapshot>,
     /// Kernel gradients at the recorded steps, read after backward and before the update.
     pub gradients: Vec<GradientRecord>,
+    /// Median over the gradient records of the first layer's vanishing index (null without
+    /// gradient records): one number for how much the gradient vanished in this run.
+    pub median_vanishing_index: f64,
     /// Seconds spent training and recording (data loading and JSON writing excluded); for a run
     /// trained in an ensemble, the ensemble's time divided by its number of models.
     pub wall_time_s: f64,
@@ -209,6 +212,9 @@ pub struct GradientRecord {
     pub loss: f64,
     /// Per layer, input side first.
     pub layers: Vec<GradientLayer>,
+    /// Per layer, its kernel-gradient S.D. divided by the output layer's: 1 for the output
+    /// layer, far below 1 toward the input where the gradient vanishes, above 1 where it grows.
+    pub vanishing_index: Vec<f64>,
 }
 
 /// One layer's kernel gradient.

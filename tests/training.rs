@@ -87,6 +87,11 @@ fn sigmoid_gradients_vanish_toward_the_input_while_tanh_and_relu_learn() {
         "relu median accuracy {}",
         median_accuracy(&relu)
     );
+    // The run JSON's own summary of the same thing, run by run.
+    for record in &records {
+        let by_hand = first_to_last(&[record]);
+        assert!((record.median_vanishing_index - by_hand).abs() <= 1e-12 * by_hand);
+    }
     let ratio = first_to_last(&sigmoid);
     assert!(
         ratio < 0.1,
@@ -96,5 +101,10 @@ fn sigmoid_gradients_vanish_toward_the_input_while_tanh_and_relu_learn() {
         first_to_last(&tanh) > 3.0 * ratio,
         "tanh's first layer keeps more of its gradient than sigmoid's: {} vs {ratio}",
         first_to_last(&tanh)
+    );
+    assert!(
+        first_to_last(&relu) > 3.0 * ratio,
+        "relu's first layer keeps more of its gradient than sigmoid's: {} vs {ratio}",
+        first_to_last(&relu)
     );
 }

@@ -78,6 +78,7 @@ fn cells(rows: &[SummaryRow]) -> (Vec<String>, Vec<Vec<String>>) {
             "loss_sd",
             "diverged",
             "gsd_first/last",
+            "vanish_idx",
         ]
         .map(String::from),
     );
@@ -96,6 +97,7 @@ fn cells(rows: &[SummaryRow]) -> (Vec<String>, Vec<Vec<String>>) {
                 format!("{:.2}", r.diverged_share),
                 r.first_to_last_sd_ratio
                     .map_or("-".into(), |v| format!("{v:.3e}")),
+                r.vanishing_index.map_or("-".into(), |v| format!("{v:.3e}")),
             ]);
             cells
         })

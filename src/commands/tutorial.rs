@@ -52,6 +52,9 @@ pub struct SummaryRow {
     /// Per layer (input side first), the median over records of the kernel gradient's S.D.;
     /// empty when the run recorded no gradients.
     pub median_gradient_sd: Vec<f64>,
+    /// The run's median first-layer vanishing index (first-layer over output-layer
+    /// kernel-gradient S.D.); null when the run recorded no gradients.
+    pub median_vanishing_index: f64,
     /// Training seconds.
     pub wall_time_s: f64,
 }
@@ -336,6 +339,7 @@ fn summary_row(experiment: &Experiment, record: &RunRecord, path: &Path) -> Summ
         published_accuracy: experiment.published,
         final_loss: record.evaluation.after.loss,
         median_gradient_sd,
+        median_vanishing_index: record.median_vanishing_index,
         wall_time_s: record.wall_time_s,
     }
 }
@@ -353,6 +357,7 @@ fn print_table(rows: &[SummaryRow]) {
     for l in 1..=layers {
         header.push_str(&format!(" {:>9}", format!("gsd{l}")));
     }
+    header.push_str(&format!(" {:>9}", "vanish"));
     println!("{header}");
     println!("{}", "-".repeat(header.len()));
     for r in rows {
@@ -379,11 +384,16 @@ fn print_table(rows: &[SummaryRow]) {
                 None => line.push_str(&format!(" {:>9}", "-")),
             }
         }
+        match r.median_vanishing_index {
+            v if v.is_finite() => line.push_str(&format!(" {v:>9.2e}")),
+            _ => line.push_str(&format!(" {:>9}", "-")),
+        }
         println!("{line}");
     }
     println!(
         "\nacc0/acc: training-set accuracy before/after training; published: the study's \
          accuracy;\ngsdN: median over the run's gradient records of layer N's kernel-gradient \
-         S.D. (layer 1 next to the input)."
+         S.D. (layer 1 next to the input); vanish: median over the records of layer 1's S.D. \
+         over the output layer's."
     );
 }

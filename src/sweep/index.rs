@@ -32,6 +32,10 @@ pub struct IndexEntry {
     pub first_record_sd: Vec<Option<f64>>,
     /// Per layer, the kernel-gradient S.D. at the last gradient record.
     pub last_record_sd: Vec<Option<f64>>,
+    /// The run's median first-layer vanishing index (absent in indexes written before it
+    /// existed).
+    #[serde(default)]
+    pub median_vanishing_index: Option<f64>,
     /// Seconds of training.
     pub wall_time_s: f64,
     /// Why a failed run failed.
@@ -68,6 +72,7 @@ impl IndexEntry {
             final_loss: run["evaluation"]["after"]["loss"].as_f64(),
             first_record_sd: sds(gradients.first()),
             last_record_sd: sds(gradients.last()),
+            median_vanishing_index: run["median_vanishing_index"].as_f64(),
             wall_time_s: run["wall_time_s"].as_f64().unwrap_or(0.0),
             error: None,
         })
@@ -84,6 +89,7 @@ impl IndexEntry {
             diverged: false,
             first_record_sd: Vec::new(),
             last_record_sd: Vec::new(),
+            median_vanishing_index: None,
             wall_time_s: 0.0,
             error: Some(format!("{error:#}")),
         }

@@ -29,6 +29,9 @@ pub struct SummaryRow {
     /// Mean over runs of first-layer over last-layer kernel-gradient S.D., at the first
     /// gradient record (below 1: the gradient shrinks toward the input).
     pub first_to_last_sd_ratio: Option<f64>,
+    /// Mean over runs of each run's median first-layer vanishing index (first-layer over
+    /// output-layer kernel-gradient S.D., median over the run's gradient records).
+    pub vanishing_index: Option<f64>,
 }
 
 /// Deduplicates by run id (a successful line wins over a failed one), groups by configuration
@@ -120,6 +123,10 @@ fn aggregate(knobs: BTreeMap<String, String>, entries: &[&IndexEntry]) -> Summar
             ratio.is_finite().then_some(ratio)
         })
         .collect();
+    let vanishing: Vec<f64> = finished
+        .iter()
+        .filter_map(|e| e.median_vanishing_index)
+        .collect();
     let diverged = finished.iter().filter(|e| e.diverged).count();
     SummaryRow {
         knobs,
@@ -135,6 +142,7 @@ fn aggregate(knobs: BTreeMap<String, String>, entries: &[&IndexEntry]) -> Summar
             diverged as f64 / finished.len() as f64
         },
         first_to_last_sd_ratio: mean(&ratios),
+        vanishing_index: mean(&vanishing),
     }
 }
 
@@ -194,6 +202,7 @@ mod tests {
             diverged: false,
             first_record_sd: vec![Some(0.001), Some(0.5), Some(0.01)],
             last_record_sd: vec![Some(0.1), Some(0.1), Some(0.1)],
+            median_vanishing_index: Some(seed as f64 * 0.01),
             wall_time_s: 1.0,
             error: None,
         }
@@ -230,6 +239,8 @@ mod tests {
         assert!((sigmoid.accuracy_sd.unwrap() - 0.005f64.sqrt()).abs() < 1e-12);
         assert!((sigmoid.loss_mean.unwrap() - 0.65).abs() < 1e-12);
         assert!((sigmoid.first_to_last_sd_ratio.unwrap() - 0.1).abs() < 1e-12);
+        // Vanishing indexes seed * 0.01: seeds 1 and 2 -> mean 0.015.
+        assert!((sigmoid.vanishing_index.unwrap() - 0.015).abs() < 1e-12);
 
         // Tanh: three runs with histories (one diverged, loss unknown), one failed.
         // Accuracy 0.9, 1.0, 0.5 -> mean 0.8, deviations 0.1, 0.2, -0.3 -> S.D. sqrt(0.14 / 2).

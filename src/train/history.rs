@@ -9,7 +9,7 @@ use crate::config::{GradEvery, RecordLevel, RunConfig};
 use crate::data::Dataset;
 use crate::model::LayerSlot;
 use crate::record::{
-    rows, summarize, EngineInfo, EpochMetrics, Evaluation, GradientLayer, GradientRecord,
+    median, rows, summarize, EngineInfo, EpochMetrics, Evaluation, GradientLayer, GradientRecord,
     LayerInfo, Metrics, RunRecord, Status, StepRef, ToolInfo, WeightLayer, WeightSnapshot, FORMAT,
     FORMAT_VERSION, KERNEL_ORIENTATION,
 };
@@ -198,6 +198,7 @@ impl<'a> History<'a> {
             },
             epochs: self.epochs,
             weights: self.weights,
+            median_vanishing_index: median(self.gradients.iter().map(|g| g.vanishing_index[0])),
             gradients: self.gradients,
             wall_time_s,
         }
@@ -236,7 +237,7 @@ impl<'a> History<'a> {
         grads: &[f32],
     ) -> GradientRecord {
         let full = self.full();
-        let layers = self
+        let layers: Vec<GradientLayer> = self
             .slots
             .iter()
             .map(|slot| {
@@ -252,6 +253,7 @@ impl<'a> History<'a> {
                 }
             })
             .collect();
+        let vanishing_index = vanishing_index(&layers);
         GradientRecord {
             epoch,
             step,
@@ -259,8 +261,15 @@ impl<'a> History<'a> {
             samples,
             loss,
             layers,
+            vanishing_index,
         }
     }
+}
+
+/// Each layer's kernel-gradient S.D. over the output layer's.
+fn vanishing_index(layers: &[GradientLayer]) -> Vec<f64> {
+    let last = layers.last().map_or(f64::NAN, |l| l.sd);
+    layers.iter().map(|l| l.sd / last).collect()
 }
 
 /// True when the step should be recorded.
@@ -334,4 +343,32 @@ fn layer_infos(config: &RunConfig, slots: &[LayerSlot]) -> Vec<LayerInfo> {
             bias_shape: [slot.units],
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(sd: f64) -> GradientLayer {
+        GradientLayer {
+            mean: 0.0,
+            sd,
+            mean_abs: 0.0,
+            l2: 0.0,
+            kernel: None,
+            bias: None,
+        }
+    }
+
+    #[test]
+    fn the_vanishing_index_divides_by_the_output_layer() {
+        // S.D.s 1e-3, 1e-2, 4e-2 (output): indexes 0.025, 0.25, 1.
+        let index = vanishing_index(&[layer(1e-3), layer(1e-2), layer(4e-2)]);
+        let want = [0.025, 0.25, 1.0];
+        for (got, want) in index.iter().zip(want) {
+            assert!((got - want).abs() < 1e-15, "{index:?}");
+        }
+        // A dead output layer (S.D. 0) has no finite index; the JSON writes it as null.
+        assert!(vanishing_index(&[layer(1e-3), layer(0.0)])[0].is_infinite());
+    }
 }
