@@ -228,6 +228,9 @@ pub struct GradientLayer {
     pub mean_abs: f64,
     /// L2 (Frobenius) norm of the kernel gradient.
     pub l2: f64,
+    /// The step's update-to-weight ratio: L2 norm of the kernel's update over the L2 norm of the
+    /// kernel before it (null for the record after training, which no update follows).
+    pub update_ratio: Option<f64>,
     /// The kernel gradient, `[inputs][units]`; left out with `--record stats`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel: Option<Vec<Vec<f32>>>,

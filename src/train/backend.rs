@@ -14,14 +14,24 @@ use crate::optim::Optimizer;
 use crate::stacked::StackedMlp;
 use tch::{Device, Kind, Tensor};
 
+/// A recorded step's host copies, each `[R][P]`.
+pub struct Recorded {
+    /// The gradients the update used.
+    pub grads: Vec<f32>,
+    /// The weights before the update.
+    pub before: Vec<f32>,
+    /// The weights after it.
+    pub after: Vec<f32>,
+}
+
 /// What the engine loop asks of the arithmetic.
 pub trait Backend {
     /// Takes this epoch's batch order of every model.
     fn start_epoch(&mut self, orders: &[Vec<usize>]);
 
     /// One step on points `start..start + len` of every model's order; with `record`, returns
-    /// the gradients taken before the update, `[R][P]`.
-    fn step(&mut self, start: usize, len: usize, record: bool) -> Option<Vec<f32>>;
+    /// the gradients and the weights just before and after the update.
+    fn step(&mut self, start: usize, len: usize, record: bool) -> Option<Recorded>;
 
     /// The epoch's logits and their losses (in batch order, `[R][n]` each) and the weights after
     /// its last update (`[R][P]`).
@@ -116,7 +126,7 @@ impl Backend for TensorBackend {
         self.y_epoch = self.y_all.index_select(0, &index).view([r, 1, n]);
     }
 
-    fn step(&mut self, start: usize, len: usize, record: bool) -> Option<Vec<f32>> {
+    fn step(&mut self, start: usize, len: usize, record: bool) -> Option<Recorded> {
         let (start, len) = (start as i64, len as i64);
         let xb = self.x_epoch.narrow(2, start, len);
         let yb = self.y_epoch.narrow(2, start, len);
@@ -125,10 +135,14 @@ impl Backend for TensorBackend {
         self.epoch_logits
             .narrow(1, start, len)
             .copy_(&logits.view([r, len]));
-        let grads = record.then(|| host(&self.model.grads));
+        let before = record.then(|| (host(&self.model.grads), host(&self.model.params)));
         self.optimizer
             .step(&mut self.model.params, &self.model.grads);
-        grads
+        before.map(|(grads, before)| Recorded {
+            grads,
+            before,
+            after: host(&self.model.params),
+        })
     }
 
     fn end_epoch(&mut self) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
@@ -231,7 +245,7 @@ impl Backend for LaneBackend {
         (self.x_epoch, self.y_epoch) = (x, y);
     }
 
-    fn step(&mut self, start: usize, len: usize, record: bool) -> Option<Vec<f32>> {
+    fn step(&mut self, start: usize, len: usize, record: bool) -> Option<Recorded> {
         let (n, r) = (self.data.len(), self.model.models);
         let rows = Rows {
             offset: start * r,
@@ -242,10 +256,15 @@ impl Backend for LaneBackend {
         let scale = 1.0 / len as f32;
         self.model
             .compute_gradients(&self.x_epoch, rows, y, scale, len, logits);
-        let grads = record.then(|| self.model.by_model(&self.model.grads));
+        let model = &self.model;
+        let before = record.then(|| (model.by_model(&model.grads), model.by_model(&model.params)));
         self.optimizer
             .step(&mut self.model.params, &self.model.grads);
-        grads
+        before.map(|(grads, before)| Recorded {
+            grads,
+            before,
+            after: self.model.by_model(&self.model.params),
+        })
     }
 
     fn end_epoch(&mut self) -> (Vec<f32>, Vec<f32>, Vec<f32>) {

@@ -8,7 +8,7 @@
 //! non-finite stays in flight; the other models never read those rows.
 
 use super::backend;
-use super::history::{metrics, records_at, History, Points};
+use super::history::{metrics, records_at, History, Points, Step};
 use super::{labels_in_order, shuffle, INIT_STREAM, SHUFFLE_STREAM};
 use crate::config::{Activation, Init, RunConfig};
 use crate::data::Dataset;
@@ -121,11 +121,18 @@ pub(super) fn train_many(
         for step in 0..steps_per_epoch {
             let (start, len) = (step * batch, batch.min(n - step * batch));
             let record = records_at(first.grad_every, step, global_step);
-            if let Some(grads) = backend.step(start, len, record) {
+            if let Some(copies) = backend.step(start, len, record) {
+                let at = Step {
+                    step,
+                    global_step,
+                    samples: len,
+                };
                 for (i, history) in histories.iter_mut().enumerate() {
                     if history.is_open() {
-                        let g = &grads[i * p..(i + 1) * p];
-                        history.take_gradient(step, global_step, len, g);
+                        let rows = i * p..(i + 1) * p;
+                        let (g, before) =
+                            (&copies.grads[rows.clone()], &copies.before[rows.clone()]);
+                        history.take_gradient(at, g, before, &copies.after[rows]);
                     }
                 }
             }

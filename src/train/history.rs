@@ -20,6 +20,19 @@ struct PendingGradient {
     global_step: usize,
     samples: usize,
     values: Vec<f32>,
+    update_ratios: Vec<f64>,
+}
+
+/// Where a gradient was taken: the step within its epoch, the step since the start, and the
+/// points it averages over.
+#[derive(Clone, Copy, Debug)]
+pub struct Step {
+    /// Step within the epoch, from 0.
+    pub step: usize,
+    /// Step since training began, from 0.
+    pub global_step: usize,
+    /// Points in the batch.
+    pub samples: usize,
 }
 
 /// The growing history of one model.
@@ -71,13 +84,29 @@ impl<'a> History<'a> {
         self.diverged_at.is_none()
     }
 
-    /// Keeps a gradient taken at `step` of the current epoch over `samples` points.
-    pub fn take_gradient(&mut self, step: usize, global_step: usize, samples: usize, g: &[f32]) {
+    /// Keeps a gradient taken at `step` of the current epoch over `samples` points, with the
+    /// flat weights just before and just after the update it drove.
+    pub fn take_gradient(&mut self, step: Step, g: &[f32], before: &[f32], after: &[f32]) {
+        let update_ratios = self
+            .slots
+            .iter()
+            .map(|slot| {
+                let (old, new) = (slot.kernel(before), slot.kernel(after));
+                let change: f64 = old
+                    .iter()
+                    .zip(new)
+                    .map(|(&o, &n)| (n as f64 - o as f64).powi(2))
+                    .sum();
+                let size: f64 = old.iter().map(|&o| (o as f64).powi(2)).sum();
+                (change / size).sqrt()
+            })
+            .collect();
         self.pending.push(PendingGradient {
-            step,
-            global_step,
-            samples,
+            step: step.step,
+            global_step: step.global_step,
+            samples: step.samples,
             values: g.to_vec(),
+            update_ratios,
         });
     }
 
@@ -108,11 +137,14 @@ impl<'a> History<'a> {
         for pending in std::mem::take(&mut self.pending) {
             let record = self.gradient_record(
                 epoch,
-                pending.step,
-                pending.global_step,
-                pending.samples,
+                Step {
+                    step: pending.step,
+                    global_step: pending.global_step,
+                    samples: pending.samples,
+                },
                 step_losses[pending.step],
                 &pending.values,
+                Some(&pending.update_ratios),
             );
             self.gradients.push(record);
         }
@@ -157,14 +189,12 @@ impl<'a> History<'a> {
     pub fn take_final_gradient(&mut self, losses: &[f32], g: &[f32]) {
         let loss = mean(losses);
         let epochs = self.epochs.len();
-        let record = self.gradient_record(
-            self.config.epochs,
-            self.steps_per_epoch,
-            epochs * self.steps_per_epoch,
-            self.samples,
-            loss,
-            g,
-        );
+        let at = Step {
+            step: self.steps_per_epoch,
+            global_step: epochs * self.steps_per_epoch,
+            samples: self.samples,
+        };
+        let record = self.gradient_record(self.config.epochs, at, loss, g, None);
         self.gradients.push(record);
     }
 
@@ -230,17 +260,17 @@ impl<'a> History<'a> {
     fn gradient_record(
         &self,
         epoch: usize,
-        step: usize,
-        global_step: usize,
-        samples: usize,
+        at: Step,
         loss: f64,
         grads: &[f32],
+        update_ratios: Option<&[f64]>,
     ) -> GradientRecord {
         let full = self.full();
         let layers: Vec<GradientLayer> = self
             .slots
             .iter()
-            .map(|slot| {
+            .enumerate()
+            .map(|(l, slot)| {
                 let (kernel, bias) = (slot.kernel(grads), slot.bias(grads));
                 let s = summarize(kernel);
                 GradientLayer {
@@ -248,6 +278,7 @@ impl<'a> History<'a> {
                     sd: s.sd,
                     mean_abs: s.mean_abs,
                     l2: s.l2,
+                    update_ratio: update_ratios.map(|r| r[l]),
                     kernel: full.then(|| rows(kernel, slot.units)),
                     bias: full.then(|| bias.to_vec()),
                 }
@@ -256,9 +287,9 @@ impl<'a> History<'a> {
         let vanishing_index = vanishing_index(&layers);
         GradientRecord {
             epoch,
-            step,
-            global_step,
-            samples,
+            step: at.step,
+            global_step: at.global_step,
+            samples: at.samples,
             loss,
             layers,
             vanishing_index,
@@ -355,6 +386,7 @@ mod tests {
             sd,
             mean_abs: 0.0,
             l2: 0.0,
+            update_ratio: None,
             kernel: None,
             bias: None,
         }
@@ -370,5 +402,29 @@ mod tests {
         }
         // A dead output layer (S.D. 0) has no finite index; the JSON writes it as null.
         assert!(vanishing_index(&[layer(1e-3), layer(0.0)])[0].is_infinite());
+    }
+
+    #[test]
+    fn the_update_ratio_is_the_kernels_change_over_its_size() {
+        // A 2-1 layer: kernel (3, 4) moves to (3.3, 3.6): |(0.3, -0.4)| / |(3, 4)| = 0.5 / 5.
+        let mut config = crate::testing::tiny_config();
+        config.hidden = vec![];
+        let (slots, _) = crate::model::layout(&config.widths());
+        let before = [3.0, 4.0, 0.0];
+        let metrics = Metrics::default();
+        let mut history = History::new(&config, &slots, 4, &before, metrics);
+        let at = Step {
+            step: 0,
+            global_step: 0,
+            samples: 4,
+        };
+        history.take_gradient(at, &[1.0, 1.0, 1.0], &before, &[3.3, 3.6, 7.0]);
+        let points = Points {
+            logits: &[0.0; 4],
+            losses: &[0.5; 4],
+        };
+        history.end_epoch(1, points, &[0.0, 1.0, 0.0, 1.0], &[3.3, 3.6, 7.0]);
+        let ratio = history.gradients[0].layers[0].update_ratio.unwrap();
+        assert!((ratio - 0.1).abs() < 1e-6, "{ratio}");
     }
 }

@@ -1,7 +1,7 @@
 //! The single-model engine: one network, one batch at a time. The reference the ensemble engine
 //! is checked against, and the faster choice for one run.
 
-use super::history::{metrics, records_at, History, Points};
+use super::history::{metrics, records_at, History, Points, Step};
 use super::{host, host_points, labels_in_order, shuffle, INIT_STREAM, SHUFFLE_STREAM};
 use crate::config::RunConfig;
 use crate::data::Dataset;
@@ -77,9 +77,17 @@ pub(super) fn train_one(
                 .narrow(0, start, len)
                 .copy_(&logits.view([len]));
             if records_at(config.grad_every, step, global_step) {
-                history.take_gradient(step, global_step, len as usize, &host(&model.grads));
+                let (grads, before) = (host(&model.grads), host(&model.params));
+                optimizer.step(&mut model.params, &model.grads);
+                let at = Step {
+                    step,
+                    global_step,
+                    samples: len as usize,
+                };
+                history.take_gradient(at, &grads, &before, &host(&model.params));
+            } else {
+                optimizer.step(&mut model.params, &model.grads);
             }
-            optimizer.step(&mut model.params, &model.grads);
             global_step += 1;
             if crate::interrupt::requested() {
                 return Err(crate::interrupt::Interrupted.into());
