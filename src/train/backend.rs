@@ -27,7 +27,7 @@ pub struct Recorded {
 /// What the engine loop asks of the arithmetic.
 pub trait Backend {
     /// Takes this epoch's batch order of every model.
-    fn start_epoch(&mut self, orders: &[Vec<usize>]);
+    fn start_epoch(&mut self, orders: &[&[usize]]);
 
     /// One step on points `start..start + len` of every model's order; with `record`, returns
     /// the gradients and the weights just before and after the update.
@@ -117,9 +117,13 @@ impl TensorBackend {
 }
 
 impl Backend for TensorBackend {
-    fn start_epoch(&mut self, orders: &[Vec<usize>]) {
+    fn start_epoch(&mut self, orders: &[&[usize]]) {
         let (r, n) = (orders.len() as i64, orders[0].len() as i64);
-        let index: Vec<i64> = orders.iter().flatten().map(|&i| i as i64).collect();
+        let index: Vec<i64> = orders
+            .iter()
+            .flat_map(|o| o.iter())
+            .map(|&i| i as i64)
+            .collect();
         let index = Tensor::from_slice(&index).to_device(self.x_all.device());
         let x = self.x_all.index_select(0, &index).view([r, n, 2]);
         self.x_epoch = x.transpose(1, 2).contiguous();
@@ -239,7 +243,7 @@ impl LaneBackend {
 }
 
 impl Backend for LaneBackend {
-    fn start_epoch(&mut self, orders: &[Vec<usize>]) {
+    fn start_epoch(&mut self, orders: &[&[usize]]) {
         let n = self.data.len();
         let (x, y) = self.gather(n, |m, b| orders[m][b]);
         (self.x_epoch, self.y_epoch) = (x, y);

@@ -13,6 +13,7 @@ use super::{labels_in_order, shuffle, INIT_STREAM, SHUFFLE_STREAM};
 use crate::config::{Activation, Init, RunConfig};
 use crate::data::Dataset;
 use crate::model::{initial_params, layout};
+use crate::pool::for_each_parallel;
 use crate::record::{EngineInfo, RunRecord};
 use anyhow::{bail, Result};
 use rand::SeedableRng;
@@ -97,7 +98,7 @@ pub(super) fn train_many(
     };
     let mut backend = backend::new(arithmetic, device, setup);
     let (logits, losses) = backend.evaluate();
-    let mut histories: Vec<History> = configs
+    let histories: Vec<History> = configs
         .iter()
         .enumerate()
         .map(|(i, config)| {
@@ -105,16 +106,33 @@ pub(super) fn train_many(
             History::new(config, &slots, n, &initial[i * p..(i + 1) * p], before)
         })
         .collect();
-    let mut orders: Vec<Vec<usize>> = vec![(0..n).collect(); models];
+    // Per-model host work (shuffles, records) on every core when the arithmetic runs on a GPU;
+    // on the CPU the sweep's workers already hold the cores.
+    let threads = if device == Device::Cpu {
+        1
+    } else {
+        crate::pool::default_jobs()
+    };
+    let mut models_state: Vec<ModelState> = histories
+        .into_iter()
+        .zip(shuffles)
+        .map(|(history, rng)| ModelState {
+            history,
+            rng,
+            order: (0..n).collect(),
+            closing: false,
+        })
+        .collect();
     let mut global_step = 0;
 
     for epoch in 1..=first.epochs {
         // Every model's own batch order, drawn on the host.
         if first.shuffle {
-            for (order, rng) in orders.iter_mut().zip(&mut shuffles) {
-                shuffle(order, rng);
-            }
+            for_each_parallel(&mut models_state, threads, |_, m| {
+                shuffle(&mut m.order, &mut m.rng)
+            });
         }
+        let orders: Vec<&[usize]> = models_state.iter().map(|m| m.order.as_slice()).collect();
         backend.start_epoch(&orders);
 
         // The hot loop: one forward, backward and update for all models.
@@ -127,14 +145,14 @@ pub(super) fn train_many(
                     global_step,
                     samples: len,
                 };
-                for (i, history) in histories.iter_mut().enumerate() {
-                    if history.is_open() {
+                for_each_parallel(&mut models_state, threads, |i, m| {
+                    if m.history.is_open() {
                         let rows = i * p..(i + 1) * p;
                         let (g, before) =
                             (&copies.grads[rows.clone()], &copies.before[rows.clone()]);
-                        history.take_gradient(at, g, before, &copies.after[rows]);
+                        m.history.take_gradient(at, g, before, &copies.after[rows]);
                     }
-                }
+                });
             }
             global_step += 1;
             if crate::interrupt::requested() {
@@ -144,54 +162,69 @@ pub(super) fn train_many(
 
         // Once per epoch: every open model's losses, accuracy and weights.
         let (logits, losses, weights) = backend.end_epoch();
-        let mut closed = Vec::new();
-        for (i, history) in histories.iter_mut().enumerate() {
-            if history.is_open() {
-                let labels = labels_in_order(&data.y, &orders[i]);
+        for_each_parallel(&mut models_state, threads, |i, m| {
+            if m.history.is_open() {
+                let labels = labels_in_order(&data.y, &m.order);
                 let points = Points::of_model(&logits, &losses, i, n);
-                if history.end_epoch(epoch, points, &labels, &weights[i * p..(i + 1) * p]) {
-                    closed.push(i);
-                }
+                m.closing =
+                    m.history
+                        .end_epoch(epoch, points, &labels, &weights[i * p..(i + 1) * p]);
             }
-        }
+        });
+        let closed: Vec<usize> = (0..models).filter(|&i| models_state[i].closing).collect();
 
         // Models that diverged are evaluated with the weights they stopped at, then zeroed.
         if !closed.is_empty() {
             let (logits, losses) = backend.evaluate();
             for &i in &closed {
                 let after = metrics(Points::of_model(&logits, &losses, i, n), &data.y);
-                histories[i].evaluate_after(after);
+                models_state[i].history.evaluate_after(after);
+                models_state[i].closing = false;
             }
             backend.close(&closed);
         }
         on_epoch(epoch);
-        if histories.iter().all(|h| !h.is_open()) {
+        if models_state.iter().all(|m| !m.history.is_open()) {
             break;
         }
     }
 
     // After the last step: the whole set with the final weights, and one more gradient over it.
     let (logits, losses) = backend.evaluate();
-    for (i, history) in histories.iter_mut().enumerate() {
-        if history.is_open() {
-            history.evaluate_after(metrics(Points::of_model(&logits, &losses, i, n), &data.y));
+    for_each_parallel(&mut models_state, threads, |i, m| {
+        if m.history.is_open() {
+            let after = metrics(Points::of_model(&logits, &losses, i, n), &data.y);
+            m.history.evaluate_after(after);
         }
-    }
-    if histories.iter().any(History::wants_final_gradient) {
+    });
+    if models_state
+        .iter()
+        .any(|m| m.history.wants_final_gradient())
+    {
         let (losses, grads) = backend.full_gradient();
-        for (i, history) in histories.iter_mut().enumerate() {
-            if history.wants_final_gradient() {
+        for_each_parallel(&mut models_state, threads, |i, m| {
+            if m.history.wants_final_gradient() {
                 let (losses, g) = (&losses[i * n..(i + 1) * n], &grads[i * p..(i + 1) * p]);
-                history.take_final_gradient(losses, g);
+                m.history.take_final_gradient(losses, g);
             }
-        }
+        });
     }
 
     let share = started.elapsed().as_secs_f64() / models as f64;
     let device = super::device_name(device);
     let engine = EngineInfo::ensemble(models);
-    Ok(histories
+    Ok(models_state
         .into_iter()
-        .map(|h| h.finish(data, &device, engine, share))
+        .map(|m| m.history.finish(data, &device, engine, share))
         .collect())
+}
+
+/// One model's host-side state in the ensemble.
+struct ModelState<'a> {
+    history: History<'a>,
+    /// Its own shuffle stream and this epoch's batch order.
+    rng: ChaCha8Rng,
+    order: Vec<usize>,
+    /// Diverged in the epoch just closed, not yet evaluated.
+    closing: bool,
 }
