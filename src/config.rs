@@ -159,6 +159,9 @@ pub enum RecordLevel {
     Stats,
 }
 
+/// Most runs one command trains or one grid holds: their configs are held in memory together;
+/// larger work is split into several sweeps or shards.
+pub const MAX_RUNS: u64 = 1_000_000;
 /// Most points a two-circles dataset may have.
 pub const MAX_SAMPLES: usize = 100_000_000;
 /// Most parameters a network may have (weights, gradients and optimizer state: 1.6 GB).

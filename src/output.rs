@@ -48,7 +48,7 @@ impl PendingFile {
         };
         let created = create_folders(&folder)
             .with_context(|| format!("{flag} {shown}: cannot create the folder; choose another"))?;
-        remove_stale_temp_files(&folder);
+        clean_once(&folder);
         let temp = tempfile::Builder::new()
             .prefix(&temp_prefix(std::process::id()))
             .suffix(".tmp")
@@ -153,6 +153,20 @@ fn hostname() -> String {
 /// True for the name of a gradtrace temporary file (of any process, on any host).
 pub fn is_temp_file(name: &str) -> bool {
     name.starts_with(".gradtrace-") && name.ends_with(".tmp")
+}
+
+/// `remove_stale_temp_files` the first time this process writes into `folder`: a folder is
+/// cleaned once, not once per file (thousands of runs into one folder would otherwise read it
+/// thousands of times).
+fn clean_once(folder: &Path) {
+    static CLEANED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let mut cleaned = CLEANED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !cleaned.iter().any(|f| f == folder) {
+        remove_stale_temp_files(folder);
+        cleaned.push(folder.to_path_buf());
+    }
 }
 
 /// Deletes temporary files that killed gradtrace processes on this host left in `folder`.

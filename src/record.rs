@@ -83,7 +83,7 @@ impl ToolInfo {
 /// history up to float rounding, so a run's identity does not depend on it.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct EngineInfo {
-    /// `single` (one network at a time) or `ensemble` (many as batched tensors).
+    /// `single` (one network at a time) or `ensemble` (many trained together).
     pub name: &'static str,
     /// Networks trained together in this run's batch: 1 for the single engine.
     pub models: usize,

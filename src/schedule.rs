@@ -23,7 +23,7 @@ use tch::Device;
 pub enum Engine {
     /// One network at a time (the reference).
     Single,
-    /// Runs of one shape together as batched tensors, even one alone.
+    /// Runs of one shape trained together, even one alone.
     Ensemble,
     /// The ensemble engine wherever at least two runs share a worker's ensemble, else single.
     Auto,
@@ -85,10 +85,11 @@ pub fn plan(
     for (_, mut members) in groups {
         members.sort_by_key(|&i| configs[i].activation as u8);
         let size = members.len();
-        let chunks = size
-            .div_ceil(max_models.max(1))
-            .max(workers.min(size))
-            .max(1);
+        // As many ensembles as workers, or a multiple of that when the group outgrows
+        // --max-ensemble, so that no worker is left to train the last one alone.
+        let workers = workers.clamp(1, size);
+        let needed = size.div_ceil(max_models.max(1));
+        let chunks = (needed.div_ceil(workers) * workers).min(size);
         let mut start = 0;
         for c in 0..chunks {
             let end = start + (size - start) / (chunks - c);
@@ -218,6 +219,8 @@ mod tests {
         let sizes =
             |tasks: Vec<Task>| -> Vec<usize> { tasks.iter().map(|t| t.runs.len()).collect() };
         assert_eq!(sizes(plan(&configs, Engine::Auto, 1, 3)), [2, 2, 3, 3, 1]);
+        // Three ensembles of at most 4 would leave one of two workers idle at the end: four.
+        assert_eq!(sizes(plan(&configs, Engine::Auto, 2, 4)), [2, 2, 3, 3, 1]);
         assert_eq!(sizes(plan(&configs, Engine::Single, 2, 3)), [1; 11]);
         let forced = plan(&configs, Engine::Ensemble, 1, 4096);
         assert_eq!(sizes(forced.clone()), [10, 1]);

@@ -180,3 +180,40 @@ fn a_sweep_trains_the_same_runs_on_either_engine() {
         assert_json_close(&a["weights"], &b["weights"], 1e-3);
     }
 }
+
+#[test]
+fn the_path_without_fused_multiply_add_agrees_too() {
+    // GRADTRACE_NO_FMA=1 takes the baseline x86-64 loops even on a CPU with FMA: the same
+    // history to float32 rounding, and bit for bit the same on any x86-64 machine.
+    let dir = TempDir::new().unwrap();
+    let (plain, fused) = (dir.path().join("plain"), dir.path().join("fused"));
+    let seeds = |out: &Path, no_fma: bool| {
+        let mut command = gradtrace();
+        if no_fma {
+            command.env("GRADTRACE_NO_FMA", "1");
+        }
+        command
+            .arg("run")
+            .args(TINY)
+            .args(SMALL_DATA)
+            .args([
+                "--name",
+                "t",
+                "--seeds",
+                "2",
+                "--engine",
+                "ensemble",
+                "--out-dir",
+            ])
+            .arg(out)
+            .assert()
+            .success();
+    };
+    seeds(&plain, true);
+    seeds(&fused, false);
+    for name in ["t-s0.json", "t-s1.json"] {
+        let (a, b) = (read_json(&plain.join(name)), read_json(&fused.join(name)));
+        let history = |v: &Value| serde_json::json!([v["weights"], v["gradients"]]);
+        assert_json_close(&history(&a), &history(&b), 1e-3);
+    }
+}

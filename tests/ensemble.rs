@@ -74,7 +74,8 @@ fn differences(a: &RunRecord, b: &RunRecord) -> Vec<f64> {
     worst
 }
 
-// The engines round differently: libtorch's `mm` (single) and `bmm` (ensemble) differ by about
+// The engines round differently: libtorch's `mm` (single) and the lane loops or `bmm` (ensemble)
+// add a product's terms in another order, their e^x differ by an ulp or two; this is about
 // one float32 ulp per product (2.4e-7 on a logit of order 1, measured), and training amplifies
 // such differences as it does any rounding. Measured over seeds 0-5 of the study's three networks
 // and two seeds of every activation, as a share of each matrix's largest entry: typically 1e-7 to

@@ -176,8 +176,8 @@ impl DataArgs {
 #[command(next_help_heading = "Engine")]
 pub struct EngineArgs {
     /// `single` trains one network at a time (the reference); `ensemble` trains runs that share
-    /// a shape together as batched tensors (they may differ in seed, initializer, learning rate
-    /// and activation); `auto` uses the ensemble wherever two or more runs can share one.
+    /// a shape together, one pass of arithmetic for all (they may differ in seed, initializer,
+    /// learning rate and activation); `auto` uses the ensemble wherever two runs can share one.
     #[arg(long, value_enum, default_value_t = Engine::Auto)]
     pub engine: Engine,
 
@@ -216,12 +216,13 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
 
-    /// Train K runs, seeds --seed to --seed + K - 1, each written to <out-dir>/<name>.json.
+    /// Train K runs (at most 1000000), seeds --seed to --seed + K - 1, each written to
+    /// <out-dir>/<name>.json.
     #[arg(
         long,
         value_name = "K",
         default_value_t = 1,
-        value_parser = clap::value_parser!(u64).range(1..),
+        value_parser = clap::value_parser!(u64).range(1..=crate::config::MAX_RUNS),
         allow_negative_numbers = true
     )]
     pub seeds: u64,
@@ -458,6 +459,9 @@ impl RunArgs {
                 "--out names one file but --seeds {} makes {0} runs; use --out-dir DIR instead",
                 self.seeds
             );
+        }
+        if self.name.as_deref() == Some("") {
+            bail!("--name must not be empty (it names the output files)");
         }
         let mut configs = Vec::with_capacity(self.seeds as usize);
         for seed in self.seed..=last {

@@ -61,12 +61,12 @@ pub struct SweepArgs {
     #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub seeds: Vec<String>,
 
-    /// Seeds 0 to N - 1 (instead of --seeds).
+    /// Seeds 0 to N - 1 (instead of --seeds), at most 1000000.
     #[arg(
         long,
         value_name = "N",
         conflicts_with = "seeds",
-        value_parser = clap::value_parser!(u64).range(1..)
+        value_parser = clap::value_parser!(u64).range(1..=crate::config::MAX_RUNS)
     )]
     pub seed_count: Option<u64>,
 

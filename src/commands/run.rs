@@ -42,9 +42,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
     let reserved = Mutex::new(reserved);
     let bytes = configs[0].estimated_history_bytes(data.len());
-    if bytes > WARN_HISTORY_BYTES {
+    let total = bytes.saturating_mul(configs.len() as u64);
+    if total > WARN_HISTORY_BYTES {
         eprintln!(
-            "warning: each run JSON will be about {} MB; --record stats keeps only the summaries",
+            "warning: the run JSON will take about {} MB ({} run(s) of {} MB); --record stats \
+             keeps only the summaries",
+            total / 1_000_000,
+            configs.len(),
             bytes / 1_000_000
         );
     }
@@ -123,7 +127,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 println!("{}; wrote {}", run.line, written.display());
             }
         }
-        if configs.len() > 1 {
+        if configs.len() > 1 && !done.is_empty() {
             print_totals(&done, args, started.elapsed().as_secs_f64());
         }
     }
@@ -143,6 +147,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
 
 /// With many seeds: every output name must be free (or `--force`d) before anything trains.
 fn check_paths(paths: &[PathBuf], force: bool, flag: &str) -> Result<()> {
+    if let Some(folder) = paths.iter().find(|p| p.is_dir()) {
+        bail!(
+            "{flag}: {} is a folder where a run's file should go; move it or choose another \
+             folder",
+            folder.display()
+        );
+    }
     if let Some(taken) = paths
         .iter()
         .find(|p| !force && p.symlink_metadata().is_ok())

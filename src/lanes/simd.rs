@@ -24,10 +24,17 @@ macro_rules! dispatch {
 }
 pub(crate) use dispatch;
 
-/// True when the CPU has AVX2 and FMA (the answer is cached by the standard library).
+/// True when the CPU has AVX2 and FMA and `GRADTRACE_NO_FMA` is not set. Fused multiply-adds
+/// round once where separate ones round twice, so the two paths give different last bits: set
+/// `GRADTRACE_NO_FMA=1` for the same bits on every x86-64 CPU (a cluster of mixed machines).
 #[cfg(target_arch = "x86_64")]
 pub fn has_fma() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    static FMA: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FMA.get_or_init(|| {
+        std::env::var_os("GRADTRACE_NO_FMA").is_none()
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+    })
 }
 
 /// `a * b + c`, fused into one rounding where the CPU has FMA.

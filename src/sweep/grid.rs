@@ -5,7 +5,7 @@
 //! a sweep accepts exactly the values `run` accepts and validates them the same way.
 
 use crate::cli::{Cli, Command};
-use crate::config::RunConfig;
+use crate::config::{RunConfig, MAX_RUNS};
 use anyhow::{anyhow, bail, Result};
 use clap::Parser;
 use serde::Serialize;
@@ -109,6 +109,16 @@ impl Grid {
     /// Expands and validates every point, first knob slowest. Two points that resolve to the
     /// same config (the same id) are an error: the grid names one run twice.
     pub fn expand(&self) -> Result<Vec<Point>> {
+        let size = self
+            .knobs
+            .iter()
+            .try_fold(1u64, |n, k| n.checked_mul(k.values.len() as u64));
+        if size.is_none_or(|n| n > MAX_RUNS) {
+            bail!(
+                "the grid has more than {MAX_RUNS} runs; split it into several sweeps (each \
+                 knob's values multiply)"
+            );
+        }
         let mut points = Vec::with_capacity(self.len());
         let mut choice = vec![0usize; self.knobs.len()];
         let mut seen = std::collections::HashMap::new();
@@ -205,6 +215,12 @@ pub fn expand_ranges(values: Vec<String>, origin: &str) -> Result<Vec<String>> {
                 let (start, end) = (parse(start)?, parse(end)?);
                 if start >= end {
                     bail!("{origin}: range `{value}` is empty; the end is excluded, e.g. 0..8");
+                }
+                if end - start + out.len() as u64 > MAX_RUNS {
+                    bail!(
+                        "{origin}: more than {MAX_RUNS} seeds; split the work into several \
+                         sweeps"
+                    );
                 }
                 out.extend((start..end).map(|s| s.to_string()));
             }

@@ -1,9 +1,10 @@
-//! The ensemble engine: many networks of one shape trained at once as batched tensors.
+//! The ensemble engine: many networks of one shape trained at once, every step one pass of
+//! shared arithmetic (lane-major loops on the CPU, batched tensors on CUDA; see `backend`).
 //!
 //! Each model keeps everything of its own that the single engine would give it: initial weights
 //! from its seed's init stream, a batch order from its seed's shuffle stream, its learning rate,
-//! initializer and activation. Only the arithmetic is shared, as one batched operation per step
-//! where the single engine would issue one per model. A model that diverges is closed (its
+//! initializer and activation. Only the arithmetic is shared: one pass over all models per step
+//! where the single engine would make one per model. A model that diverges is closed (its
 //! history stops, as the single engine's would) and its rows are zeroed so that nothing
 //! non-finite stays in flight; the other models never read those rows.
 

@@ -1,13 +1,15 @@
 //! Training: the two engines and what they share.
 //!
 //! - `single`: one network at a time, the reference.
-//! - `ensemble`: many networks of one shape at once, as batched tensors.
+//! - `ensemble`: many networks of one shape at once, its arithmetic in `backend`: lane-major
+//!   loops on the host (`src/lanes/`) on the CPU, libtorch batched tensors on CUDA.
 //! - `history`: turns host copies of gradients, logits and weights into one model's records;
 //!   both engines use it, so their JSON can differ only where their arithmetic does.
 //!
-//! Both engines issue only libtorch calls that stay on the device in the hot loop. The host reads
-//! back at record points only: the flat gradient(s) when one is recorded, and once per epoch the
-//! epoch's logits (for loss, accuracy and divergence) and the flat weights, one transfer each.
+//! On a device, the hot loop issues only libtorch calls that stay there. The host reads back at
+//! record points only: the flat gradient(s) and the weights around the recorded update when a
+//! gradient is recorded, and once per epoch the epoch's logits (for loss, accuracy and
+//! divergence) and the flat weights, one transfer each.
 
 mod backend;
 mod ensemble;
@@ -63,7 +65,7 @@ pub fn train_ensemble(
 /// How an ensemble's arithmetic is carried out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arithmetic {
-    /// Lane-major loops on the host (`lanes.rs`): the CPU's form.
+    /// Lane-major loops on the host (`src/lanes/`): the CPU's form.
     Lanes,
     /// libtorch batched tensors (`stacked.rs`): the form for CUDA, usable on the CPU too (the
     /// tests check it there).
