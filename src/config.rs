@@ -157,6 +157,21 @@ pub enum RecordLevel {
     Full,
     /// Summary statistics only: for networks too large to store whole every epoch.
     Stats,
+    /// Weights and kernel gradients with their matrices, but no activations, back-propagated
+    /// signal or histograms: what a hand-written loop records.
+    Kernels,
+}
+
+impl RecordLevel {
+    /// True when matrices are written.
+    pub fn matrices(self) -> bool {
+        self != RecordLevel::Stats
+    }
+
+    /// True when activations, back-propagated signals and histograms are recorded.
+    pub fn diagnostics(self) -> bool {
+        self != RecordLevel::Kernels
+    }
 }
 
 /// Most runs one command trains or one grid holds: their configs are held in memory together;
@@ -412,13 +427,15 @@ impl RunConfig {
                 .saturating_add(1),
             GradEvery::Never => 0,
         };
-        let per_matrix = if self.record == RecordLevel::Full {
+        let per_matrix = if self.record.matrices() {
             params.saturating_mul(29)
         } else {
             0
         };
         let per_snapshot = per_matrix.saturating_add(layers * 60).saturating_add(80);
-        let per_record = per_matrix.saturating_add(layers * 150);
+        // Diagnostics: two 32-bin histograms and a dozen numbers per layer.
+        let per_layer = if self.record.diagnostics() { 750 } else { 150 };
+        let per_record = per_matrix.saturating_add(layers * per_layer);
         epochs
             .saturating_add(1)
             .saturating_mul(per_snapshot)

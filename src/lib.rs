@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod data;
+pub mod diagnostics;
 pub mod figures;
 pub mod init;
 pub mod interrupt;

@@ -147,6 +147,17 @@ impl Mlp {
     /// Forward and backward on one batch: fills `grads` with the gradient of the mean binary
     /// cross-entropy (computed from the logits) and returns the logits, `[n, 1]`.
     pub fn compute_gradients(&mut self, x: &Tensor, y: &Tensor) -> Tensor {
+        self.compute_gradients_with(x, y, false).0
+    }
+
+    /// `compute_gradients`, and with `signals` also every layer's outputs and back-propagated
+    /// gradient, flat on the device in `diagnostics::Signals` order (`[units][n]` each).
+    pub fn compute_gradients_with(
+        &mut self,
+        x: &Tensor,
+        y: &Tensor,
+        signals: bool,
+    ) -> (Tensor, Option<Tensor>) {
         let dense = |l: usize, a: &Tensor| {
             let layer = &self.views[l];
             layer.bias.addmm(a, &layer.kernel)
@@ -159,7 +170,11 @@ impl Mlp {
         let mut dz = (logits.sigmoid() - y) * (1.0 / n);
 
         // Backward, writing straight into the flat gradient's views.
+        let mut backprop = Vec::new();
         for l in (0..self.views.len()).rev() {
+            if signals {
+                backprop.push(dz.shallow_clone());
+            }
             let layer = &self.views[l];
             let _ = inputs[l].tr().mm_out(&layer.grad_kernel, &dz);
             let _ = dz.sum_intlist_out(&layer.grad_bias, [0i64].as_slice(), false, None::<Kind>);
@@ -168,7 +183,16 @@ impl Mlp {
                 dz = self.activation.backward(&da, &pre[l - 1], &inputs[l]);
             }
         }
-        logits
+        let signals = signals.then(|| {
+            backprop.reverse();
+            let outputs = inputs[1..].iter().chain([&logits]);
+            let parts: Vec<Tensor> = outputs
+                .chain(&backprop)
+                .map(|t| t.tr().reshape([-1]))
+                .collect();
+            Tensor::cat(&parts, 0)
+        });
+        (logits, signals)
     }
 }
 
@@ -230,6 +254,45 @@ mod tests {
         assert_eq!(slots[0].bias_offset, 10);
         assert_eq!(slots[1].kernel_offset, 15);
         assert_eq!(slots[1].bias_offset, 20);
+    }
+
+    #[test]
+    fn the_back_propagated_signal_matches_a_hand_computation() {
+        // A 2-2-1 tanh network on two points, worked out in f64 below.
+        let (k1, b1) = ([[0.5, -0.3], [0.2, 0.8]], [0.1, -0.2]);
+        let (k2, b2) = ([1.5, -0.7], 0.05);
+        let (x, y) = ([[1.0, 2.0], [-0.5, 0.3]], [1.0, 0.0]);
+        let params: Vec<f32> = [0.5, -0.3, 0.2, 0.8, 0.1, -0.2, 1.5, -0.7, 0.05].to_vec();
+        let mut mlp = Mlp::from_flat(&[2, 2, 1], Activation::Tanh, Tensor::from_slice(&params));
+        let xs = Tensor::from_slice(&[1.0f32, 2.0, -0.5, 0.3]).view([2, 2]);
+        let ys = Tensor::from_slice(&[1.0f32, 0.0]).view([2, 1]);
+        let (_, signals) = mlp.compute_gradients_with(&xs, &ys, true);
+        let got = Vec::<f32>::try_from(signals.unwrap()).unwrap();
+
+        // Forward: z1 = x k1 + b1, a1 = tanh(z1), logit = a1 k2 + b2. Backward for the mean
+        // loss over n = 2 points: dz2 = (sigmoid(logit) - y) / 2, dz1 = dz2 k2 (1 - a1^2).
+        let mut want = vec![0.0f64; 12];
+        for p in 0..2 {
+            let mut a1 = [0.0; 2];
+            for u in 0..2 {
+                let z = x[p][0] * k1[0][u] + x[p][1] * k1[1][u] + b1[u];
+                a1[u] = f64::tanh(z);
+            }
+            let logit = a1[0] * k2[0] + a1[1] * k2[1] + b2;
+            let dz2 = (1.0 / (1.0 + (-logit).exp()) - y[p]) / 2.0;
+            // Signals order: outputs [units][points] of layer 1, then layer 2's logits, then
+            // the gradients in the same shapes.
+            for u in 0..2 {
+                want[u * 2 + p] = a1[u];
+                want[6 + u * 2 + p] = dz2 * k2[u] * (1.0 - a1[u] * a1[u]);
+            }
+            want[4 + p] = logit;
+            want[10 + p] = dz2;
+        }
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert!((*g as f64 - w).abs() < 1e-6, "{got:?} vs {want:?}");
+        }
     }
 
     #[test]

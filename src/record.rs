@@ -36,6 +36,10 @@ pub struct RunRecord {
     pub kernel_orientation: &'static str,
     /// The layers, input side first.
     pub layers: Vec<LayerInfo>,
+    /// What counts as saturated in the gradient records' `activations`; absent with
+    /// `--record kernels`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saturation: Option<SaturationRules>,
     /// `completed`, or `diverged` when the loss stopped being finite.
     pub status: Status,
     /// Where the first non-finite loss appeared, for a diverged run.
@@ -231,12 +235,95 @@ pub struct GradientLayer {
     /// The step's update-to-weight ratio: L2 norm of the kernel's update over the L2 norm of the
     /// kernel before it (null for the record after training, which no update follows).
     pub update_ratio: Option<f64>,
+    /// Histogram of the kernel gradient's entries over [-m, m], m their largest magnitude;
+    /// absent with `--record kernels`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<Histogram>,
+    /// The layer's outputs over the step's batch (the output layer's: sigmoid of its logit);
+    /// absent with `--record kernels` and in the record taken after training.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activations: Option<ActivationStats>,
+    /// The back-propagated signal: the gradient of the batch's mean loss with respect to the
+    /// layer's pre-activations, over every unit and point of the batch (so it carries the
+    /// 1 / batch of the mean); absent with `--record kernels` and after training.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backprop: Option<SignalStats>,
     /// The kernel gradient, `[inputs][units]`; left out with `--record stats`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel: Option<Vec<Vec<f32>>>,
     /// The bias gradient, `[units]`; left out with `--record stats`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bias: Option<Vec<f32>>,
+}
+
+/// The saturation rules of a run's hidden layers and of its output.
+#[derive(Clone, Debug, Serialize)]
+pub struct SaturationRules {
+    /// For the hidden layers' activation.
+    pub hidden: SaturationRule,
+    /// For the output layer's probability, sigmoid(logit).
+    pub output: SaturationRule,
+}
+
+/// When an activation's output `a` counts as saturated (where its derivative nearly vanishes,
+/// or, for ReLU, is zero): `a < below`, or `a > above`, or `a == equals`; a null test is not
+/// used, and with all three null the activation has no rule.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SaturationRule {
+    /// The activation the rule is for.
+    pub activation: String,
+    /// The rule in words, e.g. `a < 0.03 or a > 0.97`.
+    pub rule: String,
+    /// Saturated below this value.
+    pub below: Option<f64>,
+    /// Saturated above this value.
+    pub above: Option<f64>,
+    /// Saturated at exactly this value (ReLU: 0, a dead unit).
+    pub equals: Option<f64>,
+}
+
+/// One layer's outputs over a batch: every unit at every point.
+#[derive(Clone, Debug, Serialize)]
+pub struct ActivationStats {
+    /// Mean output.
+    pub mean: f64,
+    /// Population S.D. of the outputs.
+    pub sd: f64,
+    /// Mean of the activation's derivative f'(z) over the outputs: on average, how much the
+    /// activation scales the back-propagated signal (sigmoid: at most 0.25). Null for the output
+    /// layer and for GELU, whose output does not determine it.
+    pub mean_slope: Option<f64>,
+    /// Share of the outputs the run's saturation rule calls saturated (null: no rule).
+    pub saturated: Option<f64>,
+    /// Units saturated at every point of the batch (for ReLU: dead units; null: no rule).
+    pub saturated_units: Option<usize>,
+    /// Histogram of the outputs: over the activation's range where it is bounded (sigmoid
+    /// [0, 1], tanh and softsign [-1, 1], the output's probability [0, 1]), else over
+    /// [min, max].
+    pub histogram: Histogram,
+}
+
+/// Mean, S.D. and mean magnitude of a back-propagated signal.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct SignalStats {
+    /// Mean entry.
+    pub mean: f64,
+    /// Population S.D. of the entries.
+    pub sd: f64,
+    /// Mean of |entry|.
+    pub mean_abs: f64,
+}
+
+/// Counts in equal-width bins from `low` to `high` (a value equal to `high` in the last bin);
+/// values outside the range and non-finite values are not counted.
+#[derive(Clone, Debug, Serialize)]
+pub struct Histogram {
+    /// Left edge of the first bin.
+    pub low: f64,
+    /// Right edge of the last bin.
+    pub high: f64,
+    /// Entries per bin, `diagnostics::BINS` of them.
+    pub counts: Vec<u64>,
 }
 
 /// Mean, population S.D., mean absolute value and L2 norm, accumulated in f64.

@@ -102,6 +102,17 @@ impl StackedMlp {
     /// logits) and returns the logits, `[R, 1, b]`. Summed over models, these losses have
     /// exactly these gradients, since no parameter is shared.
     pub fn compute_gradients(&mut self, x: &Tensor, y: &Tensor) -> Tensor {
+        self.compute_gradients_with(x, y, false).0
+    }
+
+    /// `compute_gradients`, and with `signals` also each model's layer outputs and
+    /// back-propagated gradients, `[R, T]` on the device, a row in `diagnostics::Signals` order.
+    pub fn compute_gradients_with(
+        &mut self,
+        x: &Tensor,
+        y: &Tensor,
+        signals: bool,
+    ) -> (Tensor, Option<Tensor>) {
         let dense = |l: usize, a: &Tensor| self.dense(l, a);
         let pass = Forward::run(x, self.layers.len(), dense, |z| self.activate(z));
         let (inputs, pre, logits) = (pass.inputs, pass.pre, pass.logits);
@@ -111,14 +122,28 @@ impl StackedMlp {
         let mut dz = (logits.sigmoid() - y) * (1.0 / b);
 
         // Backward: each layer's parameter gradients, then the gradient for the layer below.
+        let mut backprop = Vec::new();
         for l in (0..self.layers.len()).rev() {
+            if signals {
+                backprop.push(dz.shallow_clone());
+            }
             self.parameter_gradients(l, &inputs[l], &dz);
             if l > 0 {
                 let da = self.backprop(l, &dz);
                 dz = self.activate_backward(&da, &pre[l - 1], &inputs[l]);
             }
         }
-        logits
+        let signals = signals.then(|| {
+            backprop.reverse();
+            let r = self.models();
+            let outputs = inputs[1..].iter().chain([&logits]);
+            let parts: Vec<Tensor> = outputs
+                .chain(&backprop)
+                .map(|t| t.reshape([r, -1]))
+                .collect();
+            Tensor::cat(&parts, 1)
+        });
+        (logits, signals)
     }
 
     /// Layer l's pre-activations `[R, units, b]` from its input `a` (`[R, inputs, b]`).
@@ -215,10 +240,19 @@ mod tests {
                 .view([1, 6, 1])
                 .repeat([3, 1, 1]);
             let mut stacked = StackedMlp::from_rows(&widths, &acts, params.copy());
-            let logits = stacked.compute_gradients(&x.transpose(1, 2), &y.transpose(1, 2));
+            let (x_t, y_t) = (x.transpose(1, 2), y.transpose(1, 2));
+            let (logits, signals) = stacked.compute_gradients_with(&x_t, &y_t, true);
+            let signals = signals.unwrap();
             for r in 0..3 {
                 let mut alone = Mlp::from_flat(&widths, acts[r as usize], params.get(r).copy());
-                let want = alone.compute_gradients(&x.get(r), &y.get(r));
+                let (want, want_signals) = alone.compute_gradients_with(&x.get(r), &y.get(r), true);
+                let want_signals = want_signals.unwrap();
+                assert!(
+                    signals
+                        .get(r)
+                        .allclose(&want_signals, tolerance, tolerance, false),
+                    "{kind:?} model {r} signals"
+                );
                 let got = logits.get(r).transpose(0, 1);
                 assert!(got.allclose(&want, tolerance, tolerance, false), "{kind:?}");
                 assert!(

@@ -106,6 +106,51 @@ fn record_stats_leaves_out_the_matrices_but_keeps_the_statistics() {
 }
 
 #[test]
+fn record_levels_choose_matrices_and_diagnostics() {
+    let dir = TempDir::new().unwrap();
+    let run = |level: &str| {
+        let out = dir.path().join(format!("{level}.json"));
+        gradtrace()
+            .arg("run")
+            .args(TINY)
+            .args(SMALL_DATA)
+            .args(["--record", level, "--out"])
+            .arg(&out)
+            .assert()
+            .success();
+        read_json(&out)
+    };
+    let diagnostics = ["activations", "backprop", "histogram"];
+
+    // full and stats: every in-training record has all three, and the rules are stated.
+    for level in ["full", "stats"] {
+        let json = run(level);
+        assert_eq!(json["saturation"]["hidden"]["above"], 0.97, "{level}");
+        let layer = &json["gradients"][0]["layers"][0];
+        for key in diagnostics {
+            assert!(layer[key].is_object(), "{level}: {key}");
+        }
+        let counts = layer["activations"]["histogram"]["counts"]
+            .as_array()
+            .unwrap();
+        assert_eq!(counts.len(), 32);
+        // The record after training has the gradient's histogram only.
+        let after = json["gradients"].as_array().unwrap().last().unwrap();
+        assert!(after["layers"][0]["histogram"].is_object());
+        assert!(after["layers"][0].get("activations").is_none());
+    }
+
+    // kernels: the matrices without any diagnostics.
+    let json = run("kernels");
+    assert!(json.get("saturation").is_none());
+    let layer = &json["gradients"][0]["layers"][0];
+    assert!(layer["kernel"].is_array());
+    for key in diagnostics {
+        assert!(layer.get(key).is_none(), "kernels: {key}");
+    }
+}
+
+#[test]
 fn grad_every_n_steps_records_every_nth_step() {
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("every.json");

@@ -29,7 +29,8 @@ fn singles(configs: &[RunConfig], data: &Dataset) -> Vec<RunRecord> {
 }
 
 /// Per epoch, the largest difference between two runs' weight or gradient matrices, relative to
-/// the largest entry of that matrix in `b`.
+/// the largest entry of that matrix in `b`, and between their diagnostics (activation and
+/// back-propagated signal mean and S.D.), relative to that statistic's scale in `b`.
 fn differences(a: &RunRecord, b: &RunRecord) -> Vec<f64> {
     let a = serde_json::to_value(a).unwrap();
     let b = serde_json::to_value(b).unwrap();
@@ -48,6 +49,10 @@ fn differences(a: &RunRecord, b: &RunRecord) -> Vec<f64> {
                 .iter()
                 .zip(y["layers"].as_array().unwrap())
             {
+                if key == "gradients" {
+                    let d = diagnostics_difference(lx, ly, y["step"] == 0);
+                    worst[epoch] = worst[epoch].max(d);
+                }
                 for m in ["kernel", "bias"] {
                     let flat = |v: &serde_json::Value| -> Vec<f64> {
                         let mut out = vec![];
@@ -69,6 +74,31 @@ fn differences(a: &RunRecord, b: &RunRecord) -> Vec<f64> {
                     worst[epoch] = worst[epoch].max(d / scale);
                 }
             }
+        }
+    }
+    worst
+}
+
+/// The largest relative difference between two records' activation and back-propagated signal
+/// statistics of one layer; `present` says they must be there (every in-training record).
+fn diagnostics_difference(x: &serde_json::Value, y: &serde_json::Value, present: bool) -> f64 {
+    let mut worst = 0.0f64;
+    for key in ["activations", "backprop"] {
+        assert_eq!(
+            x[key].is_object(),
+            y[key].is_object(),
+            "{key} in one engine only"
+        );
+        if present {
+            assert!(y[key].is_object(), "{key} missing");
+        }
+        if !y[key].is_object() {
+            continue;
+        }
+        let stat = |v: &serde_json::Value, s: &str| v[key][s].as_f64().unwrap();
+        let scale = (stat(y, "mean").abs() + stat(y, "sd")).max(1e-30);
+        for s in ["mean", "sd"] {
+            worst = worst.max((stat(x, s) - stat(y, s)).abs() / scale);
         }
     }
     worst

@@ -6,9 +6,16 @@ use common::study_config;
 use gradtrace::config::{Activation, RecordLevel};
 use gradtrace::data::Dataset;
 use gradtrace::pool::map_parallel;
-use gradtrace::record::{median, RunRecord};
+use gradtrace::record::{median, GradientRecord, RunRecord};
 use gradtrace::train::train;
 use tch::Device;
+
+/// A run's gradient records taken during training, each of which carries the diagnostics.
+fn records_with_signals(r: &RunRecord) -> Vec<&GradientRecord> {
+    let in_training: Vec<_> = r.gradients.iter().filter(|g| g.step == 0).collect();
+    assert!(in_training.iter().all(|g| g.layers[0].backprop.is_some()));
+    in_training
+}
 
 fn train_cpu(config: &gradtrace::config::RunConfig) -> RunRecord {
     tch::set_num_threads(1);
@@ -107,4 +114,45 @@ fn sigmoid_gradients_vanish_toward_the_input_while_tanh_and_relu_learn() {
         "relu's first layer keeps more of its gradient than sigmoid's: {} vs {ratio}",
         first_to_last(&relu)
     );
+
+    // The diagnostics tell the same story from the back-propagated signal, and say why: every
+    // sigmoid layer passes back at most a quarter of the signal it receives.
+    let backprop_sd = |runs: &[&RunRecord], layer: usize| {
+        median(runs.iter().map(|r| {
+            let sds = records_with_signals(r).into_iter();
+            median(sds.map(|g| g.layers[layer].backprop.unwrap().sd))
+        }))
+    };
+    let last = sigmoid[0].layers.len() - 1;
+    let signal_ratio = |runs: &[&RunRecord]| backprop_sd(runs, 0) / backprop_sd(runs, last);
+    let ratio = signal_ratio(&sigmoid);
+    assert!(
+        ratio < 0.1,
+        "sigmoid first/output back-propagated S.D. {ratio}"
+    );
+    for (name, runs) in [("tanh", &tanh), ("relu", &relu)] {
+        let theirs = signal_ratio(runs);
+        assert!(
+            theirs > 3.0 * ratio,
+            "{name}: {theirs} vs sigmoid's {ratio}"
+        );
+    }
+    for layer in 0..last {
+        let (here, above) = (
+            backprop_sd(&sigmoid, layer),
+            backprop_sd(&sigmoid, layer + 1),
+        );
+        assert!(
+            here < above,
+            "sigmoid layer {layer}: {here} not below {above}"
+        );
+    }
+    for r in &sigmoid {
+        for g in records_with_signals(r) {
+            for layer in &g.layers[..last] {
+                let slope = layer.activations.as_ref().unwrap().mean_slope.unwrap();
+                assert!(slope <= 0.25, "a sigmoid's slope is at most 1/4: {slope}");
+            }
+        }
+    }
 }

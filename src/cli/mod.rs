@@ -236,7 +236,9 @@ pub struct RunArgs {
     #[arg(long, default_value = "epoch", value_parser = parse_grad_every, allow_negative_numbers = true)]
     pub grad_every: GradEvery,
 
-    /// `full` stores every matrix; `stats` only their summaries (for large networks).
+    /// `full`: every matrix and every diagnostic (activations and their saturation, the
+    /// back-propagated signal, histograms); `stats`: the same without matrices (for large
+    /// networks); `kernels`: matrices and kernel-gradient statistics only, no diagnostics.
     #[arg(long, value_enum, default_value_t = RecordLevel::Full)]
     pub record: RecordLevel,
 

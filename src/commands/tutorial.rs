@@ -55,6 +55,9 @@ pub struct SummaryRow {
     /// The run's median first-layer vanishing index (first-layer over output-layer
     /// kernel-gradient S.D.); null when the run recorded no gradients.
     pub median_vanishing_index: f64,
+    /// The same for the back-propagated signal: the median over in-training records of the
+    /// first layer's dLoss/dz S.D. over the output layer's; null without diagnostics.
+    pub median_signal_index: f64,
     /// Training seconds.
     pub wall_time_s: f64,
 }
@@ -340,6 +343,10 @@ fn summary_row(experiment: &Experiment, record: &RunRecord, path: &Path) -> Summ
         final_loss: record.evaluation.after.loss,
         median_gradient_sd,
         median_vanishing_index: record.median_vanishing_index,
+        median_signal_index: median(record.gradients.iter().filter_map(|g| {
+            let (first, last) = (g.layers.first()?, g.layers.last()?);
+            Some(first.backprop?.sd / last.backprop?.sd)
+        })),
         wall_time_s: record.wall_time_s,
     }
 }
@@ -357,7 +364,7 @@ fn print_table(rows: &[SummaryRow]) {
     for l in 1..=layers {
         header.push_str(&format!(" {:>9}", format!("gsd{l}")));
     }
-    header.push_str(&format!(" {:>9}", "vanish"));
+    header.push_str(&format!(" {:>9} {:>9}", "vanish", "signal"));
     println!("{header}");
     println!("{}", "-".repeat(header.len()));
     for r in rows {
@@ -384,9 +391,11 @@ fn print_table(rows: &[SummaryRow]) {
                 None => line.push_str(&format!(" {:>9}", "-")),
             }
         }
-        match r.median_vanishing_index {
-            v if v.is_finite() => line.push_str(&format!(" {v:>9.2e}")),
-            _ => line.push_str(&format!(" {:>9}", "-")),
+        for index in [r.median_vanishing_index, r.median_signal_index] {
+            match index {
+                v if v.is_finite() => line.push_str(&format!(" {v:>9.2e}")),
+                _ => line.push_str(&format!(" {:>9}", "-")),
+            }
         }
         println!("{line}");
     }
@@ -394,6 +403,6 @@ fn print_table(rows: &[SummaryRow]) {
         "\nacc0/acc: training-set accuracy before/after training; published: the study's \
          accuracy;\ngsdN: median over the run's gradient records of layer N's kernel-gradient \
          S.D. (layer 1 next to the input); vanish: median over the records of layer 1's S.D. \
-         over the output layer's."
+         over the output layer's;\nsignal: the same for the back-propagated signal dLoss/dz."
     );
 }

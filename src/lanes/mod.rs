@@ -46,6 +46,10 @@ pub struct Lanes {
     /// The gradient flowing back, and the one with respect to a layer's input.
     dz: Vec<f32>,
     da: Vec<f32>,
+    /// When set, `compute_gradients` keeps each layer's back-propagated gradient in `kept`
+    /// (`[units][batch][R]`), for `signals`.
+    pub keep_signals: bool,
+    kept: Vec<Vec<f32>>,
 }
 
 impl Lanes {
@@ -76,6 +80,8 @@ impl Lanes {
             post: vec![Vec::new(); layers],
             dz: Vec::new(),
             da: Vec::new(),
+            keep_signals: false,
+            kept: vec![Vec::new(); layers],
         }
     }
 
@@ -114,6 +120,9 @@ impl Lanes {
         // Backward: each layer's parameter gradients, then the gradient for the layer below.
         for l in (0..=last).rev() {
             let slot = self.slots[l];
+            if self.keep_signals {
+                self.kept[l].clone_from(&self.dz);
+            }
             let (input, input_rows) = if l == 0 {
                 (x, rows)
             } else {
@@ -145,6 +154,34 @@ impl Lanes {
                 });
             }
         }
+    }
+
+    /// Each model's layer outputs and back-propagated gradients from the last
+    /// `compute_gradients` with `keep_signals`, `[R][T]` with a row in `diagnostics::Signals`
+    /// order.
+    pub fn signals(&self) -> Vec<f32> {
+        let r = self.models;
+        let last = self.slots.len() - 1;
+        let outputs = (0..=last).map(|l| {
+            if l < last {
+                &self.post[l]
+            } else {
+                &self.pre[l]
+            }
+        });
+        let segments: Vec<&Vec<f32>> = outputs.chain(&self.kept).collect();
+        let t = segments.iter().map(|s| s.len()).sum::<usize>() / r;
+        let mut out = vec![0.0; r * t];
+        let mut offset = 0;
+        for segment in segments {
+            for (k, row) in segment.chunks_exact(r).enumerate() {
+                for (m, &v) in row.iter().enumerate() {
+                    out[m * t + offset + k] = v;
+                }
+            }
+            offset += segment.len() / r;
+        }
+        out
     }
 
     /// Zeroes every parameter of these lanes.
@@ -259,6 +296,7 @@ mod tests {
         let y: Vec<f32> = (0..batch * models).map(|k| (k % 2) as f32).collect();
 
         let mut lanes = Lanes::new(&widths, &acts, &rows);
+        lanes.keep_signals = true;
         let mut logits = vec![0.0; batch * models];
         let scale = 1.0 / batch as f32;
         lanes.compute_gradients(
@@ -270,6 +308,8 @@ mod tests {
             &mut logits,
         );
         let grads = lanes.by_model(&lanes.grads);
+        let signals = lanes.signals();
+        let t = signals.len() / models;
 
         for r in 0..models {
             let params = Tensor::from_slice(&rows[r * total..(r + 1) * total]);
@@ -278,17 +318,21 @@ mod tests {
                 .flat_map(|b| [x[b * models + r], x[(batch + b) * models + r]])
                 .collect();
             let yr: Vec<f32> = (0..batch).map(|b| y[b * models + r]).collect();
-            let want = alone.compute_gradients(
+            let (want, want_signals) = alone.compute_gradients_with(
                 &Tensor::from_slice(&xr).view([batch as i64, 2]),
                 &Tensor::from_slice(&yr).view([batch as i64, 1]),
+                true,
             );
             let want = Vec::<f32>::try_from(want.reshape([-1]).to_kind(Kind::Float)).unwrap();
+            let want_signals = Vec::<f32>::try_from(want_signals.unwrap()).unwrap();
             let got: Vec<f32> = (0..batch).map(|b| logits[b * models + r]).collect();
             let want_grads = Vec::<f32>::try_from(&alone.grads).unwrap();
+            assert_eq!(want_signals.len(), t);
             for (g, w) in got
                 .iter()
                 .zip(&want)
                 .chain(grads[r * total..(r + 1) * total].iter().zip(&want_grads))
+                .chain(signals[r * t..(r + 1) * t].iter().zip(&want_signals))
             {
                 assert!(
                     (g - w).abs() <= 1e-5 * w.abs().max(1.0),

@@ -22,6 +22,9 @@ pub struct Recorded {
     pub before: Vec<f32>,
     /// The weights after it.
     pub after: Vec<f32>,
+    /// Each model's layer outputs and back-propagated gradients over the batch, `[R][T]` with a
+    /// row in `diagnostics::Signals` order; only when the setup asked for them.
+    pub signals: Option<Vec<f32>>,
 }
 
 /// What the engine loop asks of the arithmetic.
@@ -61,6 +64,8 @@ pub struct Setup<'a> {
     pub rates: &'a [f64],
     /// The training data, shared.
     pub data: &'a Dataset,
+    /// Whether recorded steps copy out the signals of `diagnostics::Signals`.
+    pub signals: bool,
 }
 
 /// The backend of the chosen form, its data on `device`.
@@ -82,6 +87,7 @@ struct TensorBackend {
     x_epoch: Tensor,
     y_epoch: Tensor,
     epoch_logits: Tensor,
+    signals: bool,
 }
 
 impl TensorBackend {
@@ -108,6 +114,7 @@ impl TensorBackend {
             x_epoch: x_every.shallow_clone(),
             y_epoch: y_every.shallow_clone(),
             epoch_logits: Tensor::zeros([r, n], (Kind::Float, device)),
+            signals: setup.signals,
             x_all,
             y_all,
             x_every,
@@ -134,7 +141,8 @@ impl Backend for TensorBackend {
         let (start, len) = (start as i64, len as i64);
         let xb = self.x_epoch.narrow(2, start, len);
         let yb = self.y_epoch.narrow(2, start, len);
-        let logits = self.model.compute_gradients(&xb, &yb);
+        let want_signals = record && self.signals;
+        let (logits, signals) = self.model.compute_gradients_with(&xb, &yb, want_signals);
         let r = self.model.models();
         self.epoch_logits
             .narrow(1, start, len)
@@ -146,6 +154,7 @@ impl Backend for TensorBackend {
             grads,
             before,
             after: host(&self.model.params),
+            signals: signals.map(|s| host(&s)),
         })
     }
 
@@ -190,6 +199,7 @@ struct LaneBackend {
     y_epoch: Vec<f32>,
     /// The logits each step produced, `[n][R]`.
     epoch_logits: Vec<f32>,
+    signals: bool,
 }
 
 impl LaneBackend {
@@ -204,6 +214,7 @@ impl LaneBackend {
             x_epoch: vec![0.0; 2 * size],
             y_epoch: vec![0.0; size],
             epoch_logits: vec![0.0; size],
+            signals: setup.signals,
         }
     }
 
@@ -258,16 +269,20 @@ impl Backend for LaneBackend {
         let y = &self.y_epoch[start * r..(start + len) * r];
         let logits = &mut self.epoch_logits[start * r..(start + len) * r];
         let scale = 1.0 / len as f32;
+        self.model.keep_signals = record && self.signals;
         self.model
             .compute_gradients(&self.x_epoch, rows, y, scale, len, logits);
         let model = &self.model;
         let before = record.then(|| (model.by_model(&model.grads), model.by_model(&model.params)));
+        let signals = self.model.keep_signals.then(|| self.model.signals());
+        self.model.keep_signals = false;
         self.optimizer
             .step(&mut self.model.params, &self.model.grads);
         before.map(|(grads, before)| Recorded {
             grads,
             before,
             after: self.model.by_model(&self.model.params),
+            signals,
         })
     }
 

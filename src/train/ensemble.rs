@@ -13,6 +13,7 @@ use super::history::{metrics, records_at, History, Points, Step};
 use super::{labels_in_order, shuffle, INIT_STREAM, SHUFFLE_STREAM};
 use crate::config::{Activation, Init, RunConfig};
 use crate::data::Dataset;
+use crate::diagnostics::Signals;
 use crate::model::{initial_params, layout};
 use crate::pool::for_each_parallel;
 use crate::record::{EngineInfo, RunRecord};
@@ -96,6 +97,7 @@ pub(super) fn train_many(
         optimizer: &first.optimizer,
         rates: &rates,
         data,
+        signals: first.record.diagnostics(),
     };
     let mut backend = backend::new(arithmetic, device, setup);
     let (logits, losses) = backend.evaluate();
@@ -146,12 +148,14 @@ pub(super) fn train_many(
                     global_step,
                     samples: len,
                 };
+                let t = Signals::len(&slots, len);
                 for_each_parallel(&mut models_state, threads, |i, m| {
                     if m.history.is_open() {
                         let rows = i * p..(i + 1) * p;
-                        let (g, before) =
-                            (&copies.grads[rows.clone()], &copies.before[rows.clone()]);
-                        m.history.take_gradient(at, g, before, &copies.after[rows]);
+                        let weights = (&copies.before[rows.clone()], &copies.after[rows.clone()]);
+                        let signals = copies.signals.as_ref().map(|s| &s[i * t..(i + 1) * t]);
+                        m.history
+                            .take_gradient(at, &copies.grads[rows], weights, signals);
                     }
                 });
             }

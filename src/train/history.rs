@@ -5,13 +5,14 @@
 //! Because the single-model and the ensemble engine go through the same code from the host copy
 //! on, their JSON can differ only where their arithmetic does.
 
-use crate::config::{GradEvery, RecordLevel, RunConfig};
+use crate::config::{GradEvery, RunConfig};
 use crate::data::Dataset;
+use crate::diagnostics::{self, Signals};
 use crate::model::LayerSlot;
 use crate::record::{
-    median, rows, summarize, EngineInfo, EpochMetrics, Evaluation, GradientLayer, GradientRecord,
-    LayerInfo, Metrics, RunRecord, Status, StepRef, ToolInfo, WeightLayer, WeightSnapshot, FORMAT,
-    FORMAT_VERSION, KERNEL_ORIENTATION,
+    median, rows, summarize, ActivationStats, EngineInfo, EpochMetrics, Evaluation, GradientLayer,
+    GradientRecord, LayerInfo, Metrics, RunRecord, SaturationRules, SignalStats, Status, StepRef,
+    ToolInfo, WeightLayer, WeightSnapshot, FORMAT, FORMAT_VERSION, KERNEL_ORIENTATION,
 };
 
 /// A gradient copied out during an epoch, turned into a record once the epoch's losses are known.
@@ -21,6 +22,13 @@ struct PendingGradient {
     samples: usize,
     values: Vec<f32>,
     update_ratios: Vec<f64>,
+    layers: Option<LayerSignals>,
+}
+
+/// Per layer, the statistics of a recorded step's activations and back-propagated signal.
+struct LayerSignals {
+    activations: Vec<ActivationStats>,
+    backprop: Vec<SignalStats>,
 }
 
 /// Where a gradient was taken: the step within its epoch, the step since the start, and the
@@ -85,8 +93,16 @@ impl<'a> History<'a> {
     }
 
     /// Keeps a gradient taken at `step` of the current epoch over `samples` points, with the
-    /// flat weights just before and just after the update it drove.
-    pub fn take_gradient(&mut self, step: Step, g: &[f32], before: &[f32], after: &[f32]) {
+    /// flat weights just before and just after the update it drove, and the step's signals
+    /// (laid out as `diagnostics::Signals`) when the run records diagnostics.
+    pub fn take_gradient(
+        &mut self,
+        step: Step,
+        g: &[f32],
+        weights: (&[f32], &[f32]),
+        signals: Option<&[f32]>,
+    ) {
+        let (before, after) = weights;
         let update_ratios = self
             .slots
             .iter()
@@ -107,6 +123,15 @@ impl<'a> History<'a> {
             samples: step.samples,
             values: g.to_vec(),
             update_ratios,
+            layers: signals.map(|values| {
+                let signals = Signals::new(values, self.slots, step.samples);
+                LayerSignals {
+                    activations: signals.activation_stats(self.config.activation),
+                    backprop: (0..self.slots.len())
+                        .map(|l| diagnostics::signal_stats(signals.backprop(l)))
+                        .collect(),
+                }
+            }),
         });
     }
 
@@ -145,6 +170,7 @@ impl<'a> History<'a> {
                 step_losses[pending.step],
                 &pending.values,
                 Some(&pending.update_ratios),
+                pending.layers,
             );
             self.gradients.push(record);
         }
@@ -194,7 +220,7 @@ impl<'a> History<'a> {
             global_step: epochs * self.steps_per_epoch,
             samples: self.samples,
         };
-        let record = self.gradient_record(self.config.epochs, at, loss, g, None);
+        let record = self.gradient_record(self.config.epochs, at, loss, g, None, None);
         self.gradients.push(record);
     }
 
@@ -216,6 +242,10 @@ impl<'a> History<'a> {
             data: data.summary(),
             kernel_orientation: KERNEL_ORIENTATION,
             layers: layer_infos(self.config, self.slots),
+            saturation: self.config.record.diagnostics().then(|| SaturationRules {
+                hidden: diagnostics::hidden_rule(self.config.activation),
+                output: diagnostics::output_rule(),
+            }),
             status: if self.diverged_at.is_some() {
                 Status::Diverged
             } else {
@@ -235,7 +265,7 @@ impl<'a> History<'a> {
     }
 
     fn full(&self) -> bool {
-        self.config.record == RecordLevel::Full
+        self.config.record.matrices()
     }
 
     fn snapshot(&self, epoch: usize, params: &[f32]) -> WeightSnapshot {
@@ -264,8 +294,14 @@ impl<'a> History<'a> {
         loss: f64,
         grads: &[f32],
         update_ratios: Option<&[f64]>,
+        signals: Option<LayerSignals>,
     ) -> GradientRecord {
         let full = self.full();
+        let diagnostics = self.config.record.diagnostics();
+        let (mut activations, mut backprop) = match signals {
+            Some(s) => (s.activations.into_iter(), s.backprop.into_iter()),
+            None => (Vec::new().into_iter(), Vec::new().into_iter()),
+        };
         let layers: Vec<GradientLayer> = self
             .slots
             .iter()
@@ -279,6 +315,9 @@ impl<'a> History<'a> {
                     mean_abs: s.mean_abs,
                     l2: s.l2,
                     update_ratio: update_ratios.map(|r| r[l]),
+                    histogram: diagnostics.then(|| diagnostics::gradient_histogram(kernel)),
+                    activations: activations.next(),
+                    backprop: backprop.next(),
                     kernel: full.then(|| rows(kernel, slot.units)),
                     bias: full.then(|| bias.to_vec()),
                 }
@@ -387,6 +426,9 @@ mod tests {
             mean_abs: 0.0,
             l2: 0.0,
             update_ratio: None,
+            histogram: None,
+            activations: None,
+            backprop: None,
             kernel: None,
             bias: None,
         }
@@ -418,7 +460,8 @@ mod tests {
             global_step: 0,
             samples: 4,
         };
-        history.take_gradient(at, &[1.0, 1.0, 1.0], &before, &[3.3, 3.6, 7.0]);
+        let after = [3.3, 3.6, 7.0];
+        history.take_gradient(at, &[1.0, 1.0, 1.0], (&before, &after), None);
         let points = Points {
             logits: &[0.0; 4],
             losses: &[0.5; 4],

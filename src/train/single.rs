@@ -72,19 +72,23 @@ pub(super) fn train_one(
             let start = (step * batch) as i64;
             let len = batch.min(n - step * batch) as i64;
             let (xb, yb) = (x_epoch.narrow(0, start, len), y_epoch.narrow(0, start, len));
-            let logits = model.compute_gradients(&xb, &yb);
+            let record = records_at(config.grad_every, step, global_step);
+            let want_signals = record && config.record.diagnostics();
+            let (logits, signals) = model.compute_gradients_with(&xb, &yb, want_signals);
             epoch_logits
                 .narrow(0, start, len)
                 .copy_(&logits.view([len]));
-            if records_at(config.grad_every, step, global_step) {
+            if record {
                 let (grads, before) = (host(&model.grads), host(&model.params));
+                let signals = signals.map(|s| host(&s));
                 optimizer.step(&mut model.params, &model.grads);
                 let at = Step {
                     step,
                     global_step,
                     samples: len as usize,
                 };
-                history.take_gradient(at, &grads, &before, &host(&model.params));
+                let after = host(&model.params);
+                history.take_gradient(at, &grads, (&before, &after), signals.as_deref());
             } else {
                 optimizer.step(&mut model.params, &model.grads);
             }
