@@ -410,8 +410,8 @@ impl RunConfig {
         Ok(())
     }
 
-    /// Rough size of the run JSON in bytes for data of `samples` points: pretty-printed, every
-    /// recorded float takes its own indented line, about 29 characters.
+    /// Rough size of the run JSON in bytes for data of `samples` points, on the high side: a
+    /// recorded float is counted at 29 characters (it takes 12 to 17 on its matrix row).
     pub fn estimated_history_bytes(&self, samples: usize) -> u64 {
         let widths = self.widths();
         let params = self.parameter_count().unwrap_or(u64::MAX);

@@ -15,6 +15,7 @@ pub mod diagnostics;
 pub mod figures;
 pub mod init;
 pub mod interrupt;
+pub mod json;
 pub mod lanes;
 pub mod model;
 pub mod optim;

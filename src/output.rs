@@ -75,10 +75,11 @@ impl PendingFile {
         })
     }
 
-    /// Writes `value` as pretty JSON with a trailing newline and renames it into place.
+    /// Writes `value` as indented JSON (lists of numbers on one line, see `json`) with a
+    /// trailing newline and renames it into place.
     pub fn commit_json(self, value: &impl Serialize) -> Result<PathBuf> {
         self.commit_with(|writer| {
-            serde_json::to_writer_pretty(&mut *writer, value)?;
+            crate::json::to_writer(&mut *writer, value)?;
             Ok(writer.write_all(b"\n")?)
         })
     }

@@ -162,7 +162,7 @@ pub struct SweepArgs {
     #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub grad_every: Vec<String>,
 
-    /// Record levels (full, stats).
+    /// Record levels (full, stats, kernels).
     #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub record: Vec<String>,
 }
