@@ -6,8 +6,9 @@ gradient kernel and bias matrix recorded in that epoch:
 
     max |candidate - reference| / max |reference|      (per matrix, then the worst matrix)
 
-and judges the run on four figures, with the bounds that tests/ensemble.rs uses for the ensemble
-engine against the single engine on the CPU:
+counting as well the activation and back-propagated signal statistics of every gradient record
+(mean and S.D., relative to |mean| + S.D.), and judges the run on four figures, with the bounds
+that tests/ensemble.rs uses for the ensemble engine against the single engine on the CPU:
 
     typical   median over epochs 1-10 of the per-epoch worst       < 2e-5
     early     worst over epochs 1-10                                < 1e-3
@@ -121,6 +122,29 @@ def epoch_differences(candidate, reference, path):
                                          "the runs with --record full")
                     d = matrix_difference(c_layer[matrix], r_layer[matrix])
                     worst[epoch] = max(worst[epoch], d)
+                if key == "gradients":
+                    d = diagnostics_difference(c_layer, r_layer, path)
+                    worst[epoch] = max(worst[epoch], d)
+    return worst
+
+
+def diagnostics_difference(candidate, reference, path):
+    """The worst difference of a layer's activation and back-propagated signal mean and S.D.,
+    relative to |mean| + S.D. in the reference; 0 where neither run recorded them."""
+    worst = 0.0
+    for key in ("activations", "backprop"):
+        if (key in candidate) != (key in reference):
+            raise InputError(f"{path}: {key} recorded on one side only; record both runs at the "
+                             "same --record level")
+        if key not in reference:
+            continue
+        stats = [(candidate[key][s], reference[key][s]) for s in ("mean", "sd")]
+        if any(c is None or r is None for c, r in stats):
+            if any((c is None) != (r is None) for c, r in stats):
+                return math.inf
+            continue
+        scale = max(abs(reference[key]["mean"]) + reference[key]["sd"], 1e-30)
+        worst = max([worst] + [abs(c - r) / scale for c, r in stats])
     return worst
 
 
