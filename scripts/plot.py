@@ -252,7 +252,8 @@ def plot_backprop(path, run, names, records):
                    label=record_label(run, record))
     right.set_yscale("log")
     right.set_xticks(layers, [name.replace(" ", "\n") for name in names], fontsize="small")
-    right.set(title="S.D. of dLoss/dz per layer at three records", xlabel="layer (input side first)",
+    right.set(title="S.D. of dLoss/dz per layer at three records",
+              xlabel="layer (input side first)",
               ylabel="S.D. of dLoss/dz (nats per unit of z, log)")
     right.grid(True, which="both", alpha=0.3)
     right.legend(fontsize="small", loc="best", framealpha=0.6)
