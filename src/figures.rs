@@ -16,6 +16,15 @@ const PLOT_SCRIPT: &str = include_str!("../scripts/plot.py");
 const SWEEP_SCRIPT: &str = include_str!("../scripts/plot_sweep.py");
 /// The plotting script for `gradtrace paper`.
 const PAPER_SCRIPT: &str = include_str!("../scripts/plot_paper.py");
+/// The views a run's figures can have, `<stem>.<view>.png` beside its JSON (`plot.py` draws
+/// those whose data the run holds).
+pub const RUN_FIGURES: [&str; 5] = [
+    "weights",
+    "gradients",
+    "saturation",
+    "backprop",
+    "histograms",
+];
 /// The figure every sweep gets, checked for after drawing.
 const SWEEP_FIGURE: &str = "sweep.heatmaps.png";
 
