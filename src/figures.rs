@@ -1,8 +1,9 @@
-//! Figures, drawn by `scripts/plot.py` (matplotlib) from the run JSON alone.
+//! Figures, drawn by matplotlib scripts from the JSON alone: `scripts/plot.py` for runs,
+//! `scripts/plot_sweep.py` for sweep folders, `scripts/plot_paper.py` for `gradtrace paper`.
 //!
-//! The script is carried inside the binary and fed to Python on stdin, so figures work from any
-//! folder. Python is checked before any training starts: a missing matplotlib should cost a
-//! second, not a finished tutorial.
+//! The scripts are carried inside the binary and handed to Python as a temporary file, so
+//! figures work from any folder. Python is checked before any training starts: a missing
+//! matplotlib should cost a second, not a finished tutorial.
 
 use anyhow::{bail, Context, Result};
 use std::io::Write;
@@ -11,8 +12,21 @@ use std::process::{Command, Stdio};
 
 /// The plotting script for run histories.
 const PLOT_SCRIPT: &str = include_str!("../scripts/plot.py");
+/// The plotting script for sweep folders.
+const SWEEP_SCRIPT: &str = include_str!("../scripts/plot_sweep.py");
 /// The plotting script for `gradtrace paper`.
 const PAPER_SCRIPT: &str = include_str!("../scripts/plot_paper.py");
+/// The views a run's figures can have, `<stem>.<view>.png` beside its JSON (`plot.py` draws
+/// those whose data the run holds).
+pub const RUN_FIGURES: [&str; 5] = [
+    "weights",
+    "gradients",
+    "saturation",
+    "backprop",
+    "histograms",
+];
+/// The figure every sweep gets, checked for after drawing.
+const SWEEP_FIGURE: &str = "sweep.heatmaps.png";
 
 /// A Python interpreter known to import matplotlib.
 pub struct Plotter {
@@ -22,8 +36,18 @@ pub struct Plotter {
 impl Plotter {
     /// Uses `explicit` (from `--python`), else `$GRADTRACE_PYTHON`, else the project's
     /// `.venv/bin/python` (beside the binary's build folder, then in the current folder), else
-    /// `python3`; and checks that it imports matplotlib.
+    /// `python3`; and checks that it imports matplotlib. For commands whose figures are optional:
+    /// the error says that `--no-plots` skips them.
     pub fn find(explicit: Option<&Path>) -> Result<Plotter> {
+        Plotter::locate(explicit, ", or skip the figures with --no-plots")
+    }
+
+    /// As `find`, for a command that exists to draw (`gradtrace plot`).
+    pub fn find_required(explicit: Option<&Path>) -> Result<Plotter> {
+        Plotter::locate(explicit, "")
+    }
+
+    fn locate(explicit: Option<&Path>, skip: &str) -> Result<Plotter> {
         let python = explicit
             .map(Path::to_path_buf)
             .unwrap_or_else(default_python);
@@ -32,23 +56,26 @@ impl Plotter {
             .args(["-c", "import matplotlib"])
             .output()
             .with_context(|| {
-                format!("--python {shown}: cannot start it; run scripts/setup.sh, pass --python, or --no-plots")
+                format!(
+                    "--python {shown}: cannot start it; run scripts/setup.sh or pass a Python \
+                     with matplotlib with --python{skip}"
+                )
             })?;
         if !output.status.success() {
             bail!(
-                "--python {shown}: cannot import matplotlib; run scripts/setup.sh, pass a \
-                 Python that has it with --python, or skip the figures with --no-plots"
+                "--python {shown}: cannot import matplotlib; run scripts/setup.sh or pass a \
+                 Python that has it with --python{skip}"
             );
         }
         Ok(Plotter { python })
     }
 
     /// Draws the figures of these run files beside them, split over `jobs` Python processes,
-    /// and checks that each run's weight figure exists afterwards.
-    pub fn draw(&self, files: &[PathBuf], jobs: usize) -> Result<()> {
+    /// checks that each run's weight figure exists afterwards, and returns every figure drawn.
+    pub fn draw(&self, files: &[PathBuf], jobs: usize) -> Result<Vec<PathBuf>> {
         let chunk = files.len().div_ceil(jobs.max(1)).max(1);
         let parts: Vec<&[PathBuf]> = files.chunks(chunk).collect();
-        self.run_script(PLOT_SCRIPT, &parts)?;
+        let drawn = self.run_script(PLOT_SCRIPT, &parts)?;
         if let Some(missing) = files
             .iter()
             .map(|f| f.with_extension("weights.png"))
@@ -60,7 +87,27 @@ impl Plotter {
                 missing.display()
             );
         }
-        Ok(())
+        Ok(drawn)
+    }
+
+    /// Draws the figures of these sweep folders into them, one Python process each at most
+    /// `jobs` at a time, and returns every figure drawn.
+    pub fn draw_sweeps(&self, folders: &[PathBuf], jobs: usize) -> Result<Vec<PathBuf>> {
+        let chunk = folders.len().div_ceil(jobs.max(1)).max(1);
+        let parts: Vec<&[PathBuf]> = folders.chunks(chunk).collect();
+        let drawn = self.run_script(SWEEP_SCRIPT, &parts)?;
+        if let Some(missing) = folders
+            .iter()
+            .map(|f| f.join(SWEEP_FIGURE))
+            .find(|p| !p.exists())
+        {
+            bail!(
+                "--python {}: the sweep plotting script drew nothing (no {})",
+                self.python.display(),
+                missing.display()
+            );
+        }
+        Ok(drawn)
     }
 
     /// Draws `paper.png` beside `paper.json` and returns its path.
@@ -77,8 +124,9 @@ impl Plotter {
         Ok(figure)
     }
 
-    /// Runs `script` once per part, in parallel, with the part's files as arguments.
-    fn run_script(&self, script_text: &str, parts: &[&[PathBuf]]) -> Result<()> {
+    /// Runs `script` once per part, in parallel, with the part's files as arguments, and returns
+    /// the paths the scripts printed (one per figure written).
+    fn run_script(&self, script_text: &str, parts: &[&[PathBuf]]) -> Result<Vec<PathBuf>> {
         // The script goes to Python as a file: a pipe would let a Python that stops reading
         // early kill us with SIGPIPE.
         let mut script = tempfile::Builder::new()
@@ -96,17 +144,31 @@ impl Plotter {
                 .arg(script.path())
                 .args(part.iter())
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
+                .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
                 .with_context(|| format!("starting {}", self.python.display()))?;
             children.push(child);
         }
+        // Each child is drained on its own thread, so one that prints many paths never waits
+        // on a full pipe while another is being read.
+        let waiting: Vec<_> = children
+            .into_iter()
+            .map(|child| std::thread::spawn(move || child.wait_with_output()))
+            .collect();
         let mut failure = None;
-        for child in children {
-            let output = child
-                .wait_with_output()
+        let mut drawn = Vec::new();
+        for handle in waiting {
+            let output = handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("a thread reading the plotting script panicked"))?
                 .context("waiting for the plotting script")?;
+            drawn.extend(
+                String::from_utf8_lossy(&output.stdout)
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(PathBuf::from),
+            );
             if !output.status.success() && failure.is_none() {
                 let stderr = String::from_utf8_lossy(&output.stderr);
                 let reason = stderr
@@ -120,7 +182,7 @@ impl Plotter {
         if let Some(reason) = failure {
             bail!("the figures failed: {reason}; the JSON files are complete");
         }
-        Ok(())
+        Ok(drawn)
     }
 }
 

@@ -36,6 +36,9 @@ pub enum Command {
     /// Measure the variance predictions of Glorot and Bengio (2010) and He et al. (2015) at
     /// initialization: a table, JSON and a figure.
     Paper(PaperArgs),
+    /// Draw the figures of runs and sweeps already written: run JSON files, folders of them, or
+    /// sweep folders.
+    Plot(PlotArgs),
 }
 
 /// Network, initializer, optimizer and training flags shared by every command that trains.
@@ -343,6 +346,24 @@ pub struct PaperArgs {
     /// Skip the figure.
     #[arg(long)]
     pub no_plots: bool,
+}
+
+/// Flags of `gradtrace plot`.
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// A run JSON (figures beside it), a folder of run JSON files (each run's figures beside its
+    /// JSON), or a sweep folder (the sweep's figures into it; give its runs/ folder for each
+    /// run's own figures).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Python with matplotlib [default: as for the tutorial].
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+
+    /// Python processes drawing at once [default: the number of cores].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
+    pub jobs: Option<u64>,
 }
 
 /// A device as asked for on the command line, before checking it exists.

@@ -1,6 +1,7 @@
 //! One module per subcommand; `dispatch` is what `main` calls.
 
 pub mod paper;
+pub mod plot;
 pub mod run;
 pub mod summary;
 pub mod sweep;
@@ -21,5 +22,6 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Sweep(args) => sweep::run(&args),
         Command::Summary(args) => summary::run(&args),
         Command::Paper(args) => paper::run(&args),
+        Command::Plot(args) => plot::run(&args),
     }
 }

@@ -6,6 +6,7 @@
 //! <folder>/runs/<id>.json              one complete run history per grid point
 //! <folder>/index.jsonl                 one summary line per finished run
 //! <folder>/index-shard-I-of-N.jsonl    the same, per shard, when sharded
+//! <folder>/sweep.*.png                 the sweep's figures, when `gradtrace plot` drew them
 //! ```
 //!
 //! A run's JSON appears only when complete (rename), so its presence marks the run done; a
@@ -265,11 +266,13 @@ fn save_point(
     }
 }
 
-/// Refuses a folder that holds anything but gradtrace's own sweep files (so a user's folder is
-/// never written into), then creates it. Shards starting together may see each other's files.
+/// Refuses a folder that holds anything but gradtrace's own sweep files and figures (so a
+/// user's folder is never written into), then creates it. Shards starting together may see each
+/// other's files.
 fn prepare_folder(folder: &Path) -> Result<()> {
     let ours = |name: &str| {
         matches!(name, "sweep.json" | "runs")
+            || (name.starts_with("sweep.") && name.ends_with(".png"))
             || name.starts_with(".lock-")
             || (name.starts_with("index") && name.ends_with(".jsonl"))
             || is_temp_file(name)

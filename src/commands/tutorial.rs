@@ -232,11 +232,8 @@ fn is_run_file(name: &str) -> bool {
 fn remove_outdated(folder: &Path, earlier: &[String], written: &[PathBuf]) {
     for file in earlier {
         let stem = file.trim_end_matches(".json");
-        for figure in [
-            format!("{stem}.weights.png"),
-            format!("{stem}.gradients.png"),
-        ] {
-            let _ = std::fs::remove_file(folder.join(figure));
+        for view in crate::figures::RUN_FIGURES {
+            let _ = std::fs::remove_file(folder.join(format!("{stem}.{view}.png")));
         }
         let path = folder.join(file);
         if !written.contains(&path) {
