@@ -223,7 +223,7 @@ def plot_saturation(path, run, names, records):
                    linestyle="--" if i == last else "-", label=label)
         drawn += 1
     right.set_ylim(-0.03, 1.03)
-    right.set(title=f"saturated share\nhidden {rule_text(hidden)}; output {rule_text(output)}",
+    right.set(title=f"saturated share; hidden {rule_text(hidden)}\noutput {rule_text(output)}",
               xlabel="epoch", ylabel="share of the layer's outputs saturated (0..1)")
     right.title.set_fontsize("medium")
     right.grid(True, alpha=0.3)

@@ -52,7 +52,9 @@ pub fn hidden_rule(activation: Activation) -> SaturationRule {
 
 /// The output layer's rule, applied to the network's probability sigmoid(logit).
 pub fn output_rule() -> SaturationRule {
-    SaturationRule::outside("sigmoid".to_string(), MARGIN, 1.0 - MARGIN)
+    let mut rule = SaturationRule::outside("sigmoid".to_string(), MARGIN, 1.0 - MARGIN);
+    rule.rule = format!("p < {MARGIN} or p > {}, p = sigmoid(logit)", 1.0 - MARGIN);
+    rule
 }
 
 impl SaturationRule {
