@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a fresh machine for gradtrace: a project-local Python virtual environment holding
-# torch 2.11.0 (whose bundled libtorch the Rust build links against), numpy and matplotlib.
+# torch 2.11.0 (whose bundled libtorch the Rust build links against), numpy, matplotlib, and
+# TensorBoard (to view `gradtrace tensorboard` exports; the tests read them back with it).
 # Idempotent: when everything is already in place it only checks versions and returns in seconds.
 # Prints `export` lines for nothing; the other scripts source scripts/env.sh instead.
 set -euo pipefail
@@ -22,7 +23,7 @@ if [ "$have_torch" != "$torch_version" ]; then
   echo "setup: installing torch==$torch_version with its CUDA runtime wheels (about 4.6 GB)" >&2
   "$venv/bin/pip" install --quiet "torch==$torch_version"
 fi
-if ! "$venv/bin/python" -c 'import numpy, matplotlib' 2>/dev/null; then
-  echo "setup: installing numpy and matplotlib" >&2
-  "$venv/bin/pip" install --quiet numpy matplotlib
+if ! "$venv/bin/python" -c 'import numpy, matplotlib, tensorboard' 2>/dev/null; then
+  echo "setup: installing numpy, matplotlib and tensorboard" >&2
+  "$venv/bin/pip" install --quiet numpy matplotlib tensorboard
 fi

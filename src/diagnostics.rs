@@ -151,7 +151,7 @@ pub fn histogram(values: &[f32], low: f64, high: f64) -> Histogram {
 }
 
 /// The finite values' smallest and largest (NaN, NaN when there are none).
-fn finite_range(values: &[f32]) -> (f64, f64) {
+pub fn finite_range(values: &[f32]) -> (f64, f64) {
     let finite = values.iter().filter(|v| v.is_finite()).map(|&v| v as f64);
     finite.fold((f64::NAN, f64::NAN), |(lo, hi), v| (v.min(lo), v.max(hi)))
 }

@@ -26,6 +26,7 @@ pub mod record;
 pub mod schedule;
 pub mod stacked;
 pub mod sweep;
+pub mod tensorboard;
 pub mod train;
 
 #[cfg(test)]

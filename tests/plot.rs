@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{gradtrace, listing, read_json, SMALL_DATA, TINY};
+use common::{gradtrace, listing, python, read_json, SMALL_DATA, TINY};
 use predicates::str::contains;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
@@ -33,13 +33,6 @@ const GRID: &[&str] = &[
     "--quiet",
     "--out-dir",
 ];
-
-/// The Python the binary would use.
-fn python() -> PathBuf {
-    std::env::var_os("GRADTRACE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
-}
 
 /// Runs the fixture maker: `mode` is `add` or `strip`.
 fn fixture(mode: &str, from: &Path, to: &Path) {

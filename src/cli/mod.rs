@@ -39,6 +39,9 @@ pub enum Command {
     /// Draw the figures of runs and sweeps already written: run JSON files, folders of them, or
     /// sweep folders.
     Plot(PlotArgs),
+    /// Write runs and sweeps already on disk as TensorBoard event files (scalars and
+    /// histograms), one TensorBoard run per gradtrace run.
+    Tensorboard(TensorboardArgs),
 }
 
 /// Network, initializer, optimizer and training flags shared by every command that trains.
@@ -362,6 +365,26 @@ pub struct PlotArgs {
     pub python: Option<PathBuf>,
 
     /// Python processes drawing at once [default: the number of cores].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
+    pub jobs: Option<u64>,
+}
+
+/// Flags of `gradtrace tensorboard`.
+#[derive(Debug, Args)]
+pub struct TensorboardArgs {
+    /// A run JSON, a folder of run JSON files, or a sweep folder (each of its finished runs).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// The TensorBoard log folder: each run goes to a folder of its own under it.
+    #[arg(long, default_value = "outputs/tensorboard", value_name = "DIR")]
+    pub out_dir: PathBuf,
+
+    /// Replace gradtrace's own earlier export of the same runs.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Runs converted at once [default: the number of cores].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     pub jobs: Option<u64>,
 }

@@ -1,10 +1,12 @@
 //! One module per subcommand; `dispatch` is what `main` calls.
 
+mod inputs;
 pub mod paper;
 pub mod plot;
 pub mod run;
 pub mod summary;
 pub mod sweep;
+pub mod tensorboard;
 pub mod tutorial;
 
 use crate::cli::{Cli, Command};
@@ -23,5 +25,6 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Summary(args) => summary::run(&args),
         Command::Paper(args) => paper::run(&args),
         Command::Plot(args) => plot::run(&args),
+        Command::Tensorboard(args) => tensorboard::run(&args),
     }
 }

@@ -54,6 +54,13 @@ pub fn wait_until(child: &mut std::process::Child, ready: impl Fn() -> bool) {
     }
 }
 
+/// The project's Python, as the binary finds it: `$GRADTRACE_PYTHON`, else `.venv/bin/python`.
+pub fn python() -> std::path::PathBuf {
+    std::env::var_os("GRADTRACE_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
+}
+
 /// Reads and parses a JSON file.
 pub fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

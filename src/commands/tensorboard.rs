@@ -1,0 +1,354 @@
+//! `gradtrace tensorboard`: runs and sweeps already on disk as TensorBoard event files, so they
+//! open in the tool people already use (`tensorboard --logdir DIR`).
+//!
+//! Each run becomes one TensorBoard run, a folder under `--out-dir` holding one event file:
+//! a run file given by name is `<stem>`, a run found in a folder is `<folder>/<stem>`, and a run
+//! of a sweep folder is `<sweep>/<knobs>`, named by the knobs that differ between the sweep's
+//! runs (`activation=tanh,seed=3`), and the sweep's folder gets the HParams experiment that
+//! lists those knobs. Everything is checked, names and destinations included, before the first
+//! file is written; a run that cannot be converted after that removes the files this call
+//! wrote.
+
+use crate::cli::TensorboardArgs;
+use crate::commands::inputs::{finished_runs, Inputs};
+use crate::interrupt::{self, Interrupted};
+use crate::output::{progress_bar, PendingFile};
+use crate::pool::{default_jobs, map_parallel};
+use crate::sweep::index::IndexEntry;
+use crate::tensorboard::events::EventFile;
+use crate::tensorboard::hparams::{self, Knobs};
+use crate::tensorboard::{run_events, Session};
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+/// Event files gradtrace writes end in this, so a later `--force` knows its own from another
+/// program's.
+const SUFFIX: &str = ".gradtrace";
+
+/// One file to write: a run's events, or a sweep's HParams experiment.
+enum Job {
+    /// A run JSON and the TensorBoard run (a folder under `--out-dir`) it becomes, with its
+    /// knobs when it belongs to a sweep.
+    Run {
+        json: PathBuf,
+        run: PathBuf,
+        knobs: Option<Knobs>,
+    },
+    /// A sweep's experiment, in the folder above its runs; `runs` holds each run's knobs.
+    Experiment {
+        sweep: PathBuf,
+        run: PathBuf,
+        runs: Vec<Knobs>,
+    },
+}
+
+impl Job {
+    /// The folder the job writes its event file into.
+    fn folder(&self) -> &Path {
+        match self {
+            Job::Run { run, .. } | Job::Experiment { run, .. } => run,
+        }
+    }
+}
+
+/// Checks everything, then converts the runs on `--jobs` threads.
+pub fn run(args: &TensorboardArgs) -> Result<()> {
+    // Every input and destination is checked before anything is written.
+    let inputs = Inputs::of(&args.paths)?;
+    let jobs = plan(&inputs, &args.out_dir)?;
+    for job in &jobs {
+        check_destination(job.folder(), args.force)?;
+    }
+
+    let made_out_dir = !args.out_dir.exists();
+
+    let bar = progress_bar(jobs.len() as u64, "runs", false);
+    bar.set_message("tensorboard");
+    let threads = args.jobs.map_or_else(default_jobs, |j| j as usize);
+    let results = map_parallel(
+        &jobs,
+        threads,
+        |job| convert(job, args.force),
+        |_| bar.inc(1),
+    );
+    bar.finish_and_clear();
+
+    // All or nothing: one failure takes back what the others wrote.
+    let failure = results
+        .iter()
+        .find_map(|r| r.as_ref().err().map(|e| format!("{e:#}")));
+    let written: Vec<PathBuf> = results.into_iter().filter_map(Result::ok).collect();
+    if let Some(error) = failure {
+        for file in &written {
+            let _ = std::fs::remove_file(file);
+            remove_empty_folders(file, &args.out_dir);
+        }
+        if made_out_dir {
+            let _ = std::fs::remove_dir(&args.out_dir);
+        }
+        if interrupt::requested() {
+            return Err(Interrupted.into());
+        }
+        bail!("{error}; nothing was written");
+    }
+    for file in &written {
+        remove_older_exports(file);
+        println!("{}", file.display());
+    }
+    let sweeps = jobs
+        .iter()
+        .filter(|j| matches!(j, Job::Experiment { .. }))
+        .count();
+    eprintln!(
+        "tensorboard: {} run(s) and {sweeps} sweep(s) written to {}; view them with: tensorboard \
+         --logdir {}",
+        jobs.len() - sweeps,
+        args.out_dir.display(),
+        args.out_dir.display()
+    );
+    Ok(())
+}
+
+/// The run folders: one per run file and per finished run of each sweep, each name once, and
+/// each sweep's experiment.
+fn plan(inputs: &Inputs, out_dir: &Path) -> Result<Vec<Job>> {
+    let mut jobs = Vec::new();
+    for file in &inputs.runs {
+        let stem = file_name(&file.path.with_extension(""))?;
+        let run = match &file.folder {
+            Some(folder) => Path::new(&file_name(folder)?).join(stem),
+            None => PathBuf::from(stem),
+        };
+        jobs.push(Job::Run {
+            json: file.path.clone(),
+            run,
+            knobs: None,
+        });
+    }
+    for sweep in &inputs.sweeps {
+        let prefix = PathBuf::from(file_name(sweep)?);
+        let entries = finished_runs(sweep)?;
+        let knobs = sweep_knobs(&entries);
+        for (entry, knobs) in entries.iter().zip(&knobs) {
+            jobs.push(Job::Run {
+                json: sweep.join("runs").join(format!("{}.json", entry.id)),
+                run: prefix.join(run_name(entry, knobs)),
+                knobs: Some(knobs.clone()),
+            });
+        }
+        jobs.push(Job::Experiment {
+            sweep: sweep.clone(),
+            run: prefix,
+            runs: knobs,
+        });
+    }
+
+    // Two inputs may not become one TensorBoard run, nor a run sit in another's folder.
+    let mut seen: BTreeMap<&Path, String> = BTreeMap::new();
+    for job in &jobs {
+        let source = match job {
+            Job::Run { json, .. } => json.display().to_string(),
+            Job::Experiment { sweep, .. } => format!("the sweep {}", sweep.display()),
+        };
+        if let Some(other) = seen.insert(job.folder(), source.clone()) {
+            bail!(
+                "{other} and {source} would both become the TensorBoard run {}; export them in \
+                 separate calls with different --out-dir",
+                job.folder().display()
+            );
+        }
+    }
+    for job in &mut jobs {
+        let folder = match job {
+            Job::Run { run, .. } | Job::Experiment { run, .. } => run,
+        };
+        *folder = out_dir.join(&*folder);
+    }
+    Ok(jobs)
+}
+
+/// The last component of a path, resolving `.` and the like through the file system.
+fn file_name(path: &Path) -> Result<String> {
+    let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    resolved
+        .file_name()
+        .or_else(|| path.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| anyhow!("{}: cannot name a TensorBoard run after it", path.display()))
+}
+
+/// Per sweep run, the knobs (seed included) that differ between the sweep's runs.
+fn sweep_knobs(entries: &[IndexEntry]) -> Vec<Knobs> {
+    let configs: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| serde_json::to_value(&e.config).expect("a config serializes"))
+        .collect();
+    hparams::varying_knobs(&configs)
+}
+
+/// `knob=value,...` in the config's key order; the run's id where nothing differs or the name
+/// would be too long for a folder.
+fn run_name(entry: &IndexEntry, knobs: &Knobs) -> String {
+    let parts: Vec<String> = knobs
+        .iter()
+        .map(|(k, v)| {
+            let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            format!("{k}={}", tidy(&text))
+        })
+        .collect();
+    let name = parts.join(",");
+    if name.is_empty() || name.len() > 200 {
+        entry.id.clone()
+    } else {
+        name
+    }
+}
+
+/// A knob's value as a folder-name part: `[5,5,5]` becomes `5-5-5`, any character other than
+/// letters, digits and `._+-` a dash.
+fn tidy(value: &str) -> String {
+    let dashed: String = value
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._+-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let parts: Vec<&str> = dashed.split('-').filter(|p| !p.is_empty()).collect();
+    let joined = parts.join("-");
+    if value.starts_with('-') {
+        format!("-{joined}")
+    } else {
+        joined
+    }
+}
+
+/// A run folder may be new, or hold gradtrace's own earlier export (replaced with `--force`);
+/// another program's event files there would mix with ours in TensorBoard, so they are refused.
+fn check_destination(run: &Path, force: bool) -> Result<()> {
+    let shown = run.display();
+    if run.exists() && !run.is_dir() {
+        bail!("{shown}: exists and is not a folder; choose another --out-dir");
+    }
+    for file in event_files(run) {
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+        let ours = name.is_some_and(|n| n.ends_with(SUFFIX));
+        if !ours {
+            bail!(
+                "{}: an event file gradtrace did not write; choose another --out-dir",
+                file.display()
+            );
+        }
+        if !force {
+            bail!("{shown}: holds an earlier export; pass --force to replace it or choose another --out-dir");
+        }
+    }
+    Ok(())
+}
+
+/// The TensorBoard event files directly in a folder (none when it does not exist).
+fn event_files(folder: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            name.is_some_and(|n| n.contains("tfevents")) && p.is_file()
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Writes one job's event file; returns its path.
+fn convert(job: &Job, force: bool) -> Result<PathBuf> {
+    if interrupt::requested() {
+        return Err(Interrupted.into());
+    }
+    let (bytes, time) = match job {
+        Job::Run {
+            json, run, knobs, ..
+        } => {
+            let shown = json.display();
+            let text = std::fs::read(json).with_context(|| format!("{shown}: cannot read it"))?;
+            let history: serde_json::Value = serde_json::from_slice(&text)
+                .with_context(|| format!("{shown}: not valid JSON"))?;
+            let end_time = modified(json);
+            let name = run.file_name().map(|n| n.to_string_lossy().into_owned());
+            let name = name.unwrap_or_default();
+            let session = knobs.as_ref().map(|knobs| Session { knobs, name: &name });
+            let bytes = run_events(&history, end_time, session)
+                .with_context(|| format!("{shown}: not a run history"))?;
+            (bytes, end_time)
+        }
+        Job::Experiment { sweep, runs, .. } => {
+            let created = modified(&sweep.join("sweep.json"));
+            let description = format!("gradtrace sweep {}", sweep.display());
+            let mut file = EventFile::new(created);
+            file.write(
+                0,
+                created,
+                vec![hparams::experiment(runs, &description, created)],
+            );
+            (file.into_bytes(), created)
+        }
+    };
+
+    let name = format!("events.out.tfevents.{}{SUFFIX}", time.floor() as u64);
+    let pending = PendingFile::reserve(&job.folder().join(name), force, "--out-dir")?;
+    pending.commit_bytes(&bytes)
+}
+
+/// A file's modification time in seconds since the Unix epoch (0 when unknown): when a run's
+/// JSON was written, training had just ended.
+fn modified(path: &Path) -> f64 {
+    let modified = std::fs::metadata(path).and_then(|m| m.modified());
+    modified
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The folders between `file` and `out_dir` (itself excluded) that are left empty.
+fn remove_empty_folders(file: &Path, out_dir: &Path) {
+    let mut folder = file.parent();
+    while let Some(f) = folder {
+        if f == out_dir || !f.starts_with(out_dir) || std::fs::remove_dir(f).is_err() {
+            break;
+        }
+        folder = f.parent();
+    }
+}
+
+/// After a successful export, the earlier gradtrace event files beside `file` go, so
+/// TensorBoard does not show a run twice.
+fn remove_older_exports(file: &Path) {
+    let Some(folder) = file.parent() else { return };
+    for other in event_files(folder) {
+        let ours = other.to_string_lossy().ends_with(SUFFIX);
+        if ours && other != file {
+            let _ = std::fs::remove_file(other);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knob_values_become_folder_name_parts() {
+        assert_eq!(tidy("[5,5,5,5]"), "5-5-5-5");
+        assert_eq!(tidy("glorot-uniform"), "glorot-uniform");
+        assert_eq!(tidy("0.001"), "0.001");
+        assert_eq!(tidy("-0.5"), "-0.5");
+        assert_eq!(tidy("{\"steps\":4}"), "steps-4");
+    }
+}
