@@ -14,10 +14,10 @@ written before they existed) also get:
                          batch, and each layer's share of saturated outputs by the run's rule:
                          Glorot & Bengio's (2010) saturation figure;
   <stem>.backprop.png    the S.D. of the back-propagated signal dLoss/dz per layer over training,
-                         and per layer at the first, middle and last record, input side first,
-                         to see where the signal shrinks;
+                         and per layer at the first, middle and last record (or the epochs of
+                         --epochs), input side first, to see where the signal shrinks;
   <stem>.histograms.png  per layer, the kernel-gradient and activation histograms at the first,
-                         middle and last record, overlaid.
+                         middle and last record (or the epochs of --epochs), overlaid.
 Each is skipped silently when its data is absent.
 
 A gradient record is placed at epoch + step / steps per epoch, so a record at the first step of
@@ -27,8 +27,9 @@ two decades, the gradient S.D. always; means change sign and stay linear, since 
 scale makes every sign flip look like a jump of decades. Missing values (null in the JSON,
 written for non-finite numbers) leave gaps in the lines.
 
-Everything comes from the JSON alone. Usage: plot.py PATH... where a PATH is a run JSON or a
-folder of them (other JSON files in a folder, such as a sweep summary, are skipped).
+Everything comes from the JSON alone. Usage: plot.py [--epochs E,E,...] PATH... where a PATH is a
+run JSON or a folder of them (other JSON files in a folder, such as a sweep summary, are
+skipped); --epochs picks, for the per-record views, each epoch's first record during training.
 """
 
 import argparse
@@ -169,10 +170,28 @@ def nested(rows, group, key):
     return np.array([[layer[group][key] for layer in row["layers"]] for row in rows], dtype=float)
 
 
-def chosen(records):
-    """The first, middle and last record (fewer when there are fewer), to compare over time."""
-    picks = sorted({0, len(records) // 2, len(records) - 1})
-    return [records[i] for i in picks]
+def chosen(records, epochs):
+    """The first record of each of `epochs`, or without them the first, middle and last record
+    (fewer when there are fewer), to compare over time."""
+    if not epochs:
+        picks = sorted({0, len(records) // 2, len(records) - 1})
+        return [records[i] for i in picks]
+    picks = []
+    for epoch in epochs:
+        found = [r for r in records if r["epoch"] == epoch]
+        if not found:
+            have = sorted({r["epoch"] for r in records})
+            raise RunError(f"--epochs {epoch}: no record with diagnostics in that epoch (they "
+                           f"cover epochs {have[0]} to {have[-1]}); choose epochs it recorded")
+        picks.append(found[0])
+    return picks
+
+
+def chosen_text(epochs):
+    """How the per-record views chose their records, for a title."""
+    if not epochs:
+        return "the first, middle and last record"
+    return "epoch" + ("s " if len(epochs) > 1 else " ") + ", ".join(map(str, epochs))
 
 
 def record_label(run, record):
@@ -233,7 +252,7 @@ def plot_saturation(path, run, names, records):
     return save(figure, path, "saturation")
 
 
-def plot_backprop(path, run, names, records):
+def plot_backprop(path, run, names, records, epochs):
     x = record_epochs(run, records)
     sd = nested(records, "backprop", "sd")
     figure, (left, right) = plt.subplots(1, 2, figsize=(14, 5), constrained_layout=True)
@@ -244,7 +263,7 @@ def plot_backprop(path, run, names, records):
     # Right: one line per chosen record across the layers, so a signal that shrinks toward the
     # input slopes up from left to right.
     layers = np.arange(1, len(names) + 1)
-    picks = chosen(records)
+    picks = chosen(records, epochs)
     colours = plt.cm.viridis(np.linspace(0, 0.85, len(picks)))
     for record, colour in zip(picks, colours):
         values = np.array([layer["backprop"]["sd"] for layer in record["layers"]], dtype=float)
@@ -252,7 +271,7 @@ def plot_backprop(path, run, names, records):
                    label=record_label(run, record))
     right.set_yscale("log")
     right.set_xticks(layers, [name.replace(" ", "\n") for name in names], fontsize="small")
-    right.set(title="S.D. of dLoss/dz per layer at three records",
+    right.set(title=f"S.D. of dLoss/dz per layer at {chosen_text(epochs)}",
               xlabel="layer (input side first)",
               ylabel="S.D. of dLoss/dz (nats per unit of z, log)")
     right.grid(True, which="both", alpha=0.3)
@@ -285,8 +304,8 @@ def draw_histogram(ax, histogram, colour, label):
     return counts
 
 
-def plot_histograms(path, run, names, records):
-    picks = chosen(records)
+def plot_histograms(path, run, names, records, epochs):
+    picks = chosen(records, epochs)
     columns = histogram_columns(len(names))
     colours = plt.cm.viridis(np.linspace(0, 0.85, len(picks)))
     figure, axes = plt.subplots(2, len(columns), figsize=(3.3 * len(columns) + 1, 6.6),
@@ -315,8 +334,7 @@ def plot_histograms(path, run, names, records):
         axes[row][0].set_ylabel("count per bin (32 bins)")
     axes[0][-1].legend(fontsize="small", loc="best", framealpha=0.6)
     shown = "" if len(columns) == len(names) else f" ({len(columns)} of {len(names)} layers)"
-    figure.suptitle(f"{title(run)}\nhistograms at the first, middle and last record during "
-                    f"training{shown}")
+    figure.suptitle(f"{title(run)}\nhistograms at {chosen_text(epochs)} during training{shown}")
     return save(figure, path, "histograms")
 
 
@@ -327,8 +345,9 @@ def save(figure, path, view):
     return target
 
 
-def plot_run(path, run):
-    """Writes the run's PNGs and returns their paths."""
+def plot_run(path, run, epochs):
+    """Writes the run's PNGs and returns their paths; `epochs` picks the per-record views'
+    records (None: first, middle and last)."""
     try:
         names = [f"{layer['name']} ({layer['activation']})" for layer in run["layers"]]
         written = [plot_weights(path, run, names)]
@@ -337,16 +356,33 @@ def plot_run(path, run):
         records = diagnostic_records(run)
         if records:
             written.append(plot_saturation(path, run, names, records))
-            written.append(plot_backprop(path, run, names, records))
-            written.append(plot_histograms(path, run, names, records))
+            written.append(plot_backprop(path, run, names, records, epochs))
+            written.append(plot_histograms(path, run, names, records, epochs))
         return written
+    except RunError as error:
+        plt.close("all")
+        raise RunError(f"{path}: {error}")
     except (KeyError, TypeError, ValueError, IndexError) as error:
         plt.close("all")
         raise RunError(f"{path}: not a valid {FORMAT} file ({type(error).__name__}: {error})")
 
 
+def epoch_list(text):
+    """`1,50,100` as [1, 50, 100]: epochs counted from 1."""
+    try:
+        epochs = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give epochs as whole numbers, e.g. 1,50,100")
+    if any(e < 1 for e in epochs):
+        raise argparse.ArgumentTypeError(f"{text!r}: epochs count from 1")
+    return epochs
+
+
 def main():
     parser = argparse.ArgumentParser(prog="plot.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=epoch_list, default=None, metavar="E,E,...",
+                        help="epochs (from 1) whose first record the histogram and per-layer "
+                             "signal views show [default: the first, middle and last record]")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="run JSON file or folder")
     args = parser.parse_args()
     try:
@@ -354,7 +390,7 @@ def main():
         if not runs:
             raise RunError(f"no {FORMAT} JSON found in: {' '.join(args.paths)}")
         for path, run in runs:
-            for target in plot_run(path, run):
+            for target in plot_run(path, run, args.epochs):
                 print(target)
     except RunError as error:
         print(f"plot.py: error: {error}", file=sys.stderr)

@@ -72,10 +72,16 @@ impl Plotter {
 
     /// Draws the figures of these run files beside them, split over `jobs` Python processes,
     /// checks that each run's weight figure exists afterwards, and returns every figure drawn.
-    pub fn draw(&self, files: &[PathBuf], jobs: usize) -> Result<Vec<PathBuf>> {
+    /// `epochs` picks the records of the per-record views (empty: first, middle and last).
+    pub fn draw(&self, files: &[PathBuf], jobs: usize, epochs: &[u64]) -> Result<Vec<PathBuf>> {
         let chunk = files.len().div_ceil(jobs.max(1)).max(1);
         let parts: Vec<&[PathBuf]> = files.chunks(chunk).collect();
-        let drawn = self.run_script(PLOT_SCRIPT, &parts)?;
+        let mut flags = Vec::new();
+        if !epochs.is_empty() {
+            let list: Vec<String> = epochs.iter().map(u64::to_string).collect();
+            flags = vec!["--epochs".to_string(), list.join(",")];
+        }
+        let drawn = self.run_script(PLOT_SCRIPT, &flags, &parts)?;
         if let Some(missing) = files
             .iter()
             .map(|f| f.with_extension("weights.png"))
@@ -95,7 +101,7 @@ impl Plotter {
     pub fn draw_sweeps(&self, folders: &[PathBuf], jobs: usize) -> Result<Vec<PathBuf>> {
         let chunk = folders.len().div_ceil(jobs.max(1)).max(1);
         let parts: Vec<&[PathBuf]> = folders.chunks(chunk).collect();
-        let drawn = self.run_script(SWEEP_SCRIPT, &parts)?;
+        let drawn = self.run_script(SWEEP_SCRIPT, &[], &parts)?;
         if let Some(missing) = folders
             .iter()
             .map(|f| f.join(SWEEP_FIGURE))
@@ -112,7 +118,7 @@ impl Plotter {
 
     /// Draws `paper.png` beside `paper.json` and returns its path.
     pub fn draw_paper(&self, json: &Path) -> Result<PathBuf> {
-        self.run_script(PAPER_SCRIPT, &[&[json.to_path_buf()]])?;
+        self.run_script(PAPER_SCRIPT, &[], &[&[json.to_path_buf()]])?;
         let figure = json.with_extension("png");
         if !figure.exists() {
             bail!(
@@ -126,7 +132,12 @@ impl Plotter {
 
     /// Runs `script` once per part, in parallel, with the part's files as arguments, and returns
     /// the paths the scripts printed (one per figure written).
-    fn run_script(&self, script_text: &str, parts: &[&[PathBuf]]) -> Result<Vec<PathBuf>> {
+    fn run_script(
+        &self,
+        script_text: &str,
+        flags: &[String],
+        parts: &[&[PathBuf]],
+    ) -> Result<Vec<PathBuf>> {
         // The script goes to Python as a file: a pipe would let a Python that stops reading
         // early kill us with SIGPIPE.
         let mut script = tempfile::Builder::new()
@@ -142,6 +153,7 @@ impl Plotter {
         for part in parts {
             let child = Command::new(&self.python)
                 .arg(script.path())
+                .args(flags)
                 .args(part.iter())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())

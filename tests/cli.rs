@@ -527,7 +527,7 @@ fn the_tutorial_writes_every_run_and_replaces_only_its_own_earlier_results() {
     run("glorot-uniform");
     let summary = read_json(&dir.path().join("summary.json"));
     assert_eq!(summary["format"], "gradtrace-tutorial");
-    assert_eq!(summary["runs"].as_array().unwrap().len(), 15);
+    assert_eq!(summary["runs"].as_array().unwrap().len(), 17);
     std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
 
     run("he-normal");
@@ -541,7 +541,7 @@ fn the_tutorial_writes_every_run_and_replaces_only_its_own_earlier_results() {
         files.contains(&"notes.txt".to_string()),
         "a user's file stays"
     );
-    assert_eq!(files.iter().filter(|f| f.ends_with(".json")).count(), 16);
+    assert_eq!(files.iter().filter(|f| f.ends_with(".json")).count(), 18);
 }
 
 #[test]

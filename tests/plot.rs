@@ -10,6 +10,7 @@
 mod common;
 
 use common::{gradtrace, listing, python, read_json, SMALL_DATA, TINY};
+use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
@@ -200,5 +201,37 @@ fn bad_paths_are_refused_naming_the_path_before_anything_is_drawn() {
             .stderr(contains(path.display().to_string()))
             .stderr(contains(expected));
         assert!(!figure(&run, "weights").exists(), "{expected}: drew anyway");
+    }
+}
+
+#[test]
+fn epochs_pick_the_histograms_records_and_an_epoch_without_one_is_refused_before_drawing() {
+    let dir = TempDir::new().unwrap();
+    let run = dir.path().join("run.json");
+    tiny_run(&run);
+    assert!(
+        read_json(&run).get("saturation").is_some(),
+        "a default run has diagnostics"
+    );
+
+    // TINY trains 3 epochs: epoch 4 has no record, and nothing is drawn.
+    gradtrace()
+        .args(["plot", "--epochs", "1,4"])
+        .arg(&run)
+        .assert()
+        .code(1)
+        .stderr(contains("--epochs 4").and(contains("epochs 1 to 3")));
+    assert!(
+        !figure(&run, "weights").exists(),
+        "drew despite a bad --epochs"
+    );
+
+    gradtrace()
+        .args(["plot", "--epochs", "1,3"])
+        .arg(&run)
+        .assert()
+        .success();
+    for view in DIAGNOSTICS {
+        assert_png(&figure(&run, view));
     }
 }

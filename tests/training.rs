@@ -156,3 +156,42 @@ fn sigmoid_gradients_vanish_toward_the_input_while_tanh_and_relu_learn() {
         }
     }
 }
+
+#[test]
+fn wide_sigmoid_and_tanh_layers_saturate_where_the_studys_five_unit_layers_do_not() {
+    // The same normal(0, 1) kernels: a unit of a 100-wide layer sums 100 inputs instead of 5,
+    // so its pre-activation spreads about sqrt(20) times wider and lands in the flat tails.
+    let mut configs = Vec::new();
+    for activation in [Activation::Sigmoid, Activation::Tanh] {
+        for width in [5, 100] {
+            for seed in 0..3 {
+                let mut config = study_config(activation, seed);
+                config.hidden = vec![width; 4];
+                config.epochs = 2;
+                configs.push(config);
+            }
+        }
+    }
+    let records = map_parallel(&configs, 2, train_cpu, |_| ());
+
+    // Median over runs of the first record's saturated share in hidden layers 2 to 4.
+    let share = |activation: Activation, width: usize| {
+        let runs = records
+            .iter()
+            .filter(|r| r.config.activation == activation && r.config.hidden[0] == width);
+        median(runs.map(|r| {
+            let first = &records_with_signals(r)[0];
+            let hidden = &first.layers[1..4];
+            median(
+                hidden
+                    .iter()
+                    .map(|l| l.activations.as_ref().unwrap().saturated.unwrap()),
+            )
+        }))
+    };
+    for activation in [Activation::Sigmoid, Activation::Tanh] {
+        let (narrow, wide) = (share(activation, 5), share(activation, 100));
+        assert!(wide > 0.4, "{activation:?} 100 wide: {wide} saturated");
+        assert!(narrow < 0.2, "{activation:?} 5 wide: {narrow} saturated");
+    }
+}

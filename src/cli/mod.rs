@@ -367,6 +367,17 @@ pub struct PlotArgs {
     /// Python processes drawing at once [default: the number of cores].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     pub jobs: Option<u64>,
+
+    /// Epochs (from 1) whose first record the histograms and the per-layer signal profile show,
+    /// e.g. 1,50,100 [default: the first, middle and last record].
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "E,...",
+        value_parser = clap::value_parser!(u64).range(1..),
+        allow_negative_numbers = true
+    )]
+    pub epochs: Vec<u64>,
 }
 
 /// Flags of `gradtrace tensorboard`.

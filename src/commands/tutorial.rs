@@ -5,12 +5,15 @@
 //!    captured at initialization and after every epoch.
 //! 3. The same three networks with gradients recorded at the first step of every epoch.
 //! 4. Experiments 2 and 3 again with the `--init` initializer (Glorot uniform by default).
+//! 5. Saturation where it happens: sigmoid and tanh with the same kernels and optimizer but
+//!    four hidden layers of 100 units, whose wider sums push the units into their flat tails
+//!    (the study's five-unit layers barely saturate), diagnostics without the matrices.
 //!
 //! Every run gets its own seed (base + index), trains on the same data, and writes its JSON;
 //! then one table, a summary JSON, and the figures (drawn by `scripts/plot.py` from the JSON).
 
 use crate::cli::{kebab, TutorialArgs};
-use crate::config::{Activation, GradEvery, Init, OptimizerKind, RunConfig};
+use crate::config::{Activation, GradEvery, Init, OptimizerKind, RecordLevel, RunConfig};
 use crate::data::Dataset;
 use crate::figures::Plotter;
 use crate::interrupt::Interrupted;
@@ -24,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 /// One run of the study and the accuracy the study published for it.
 struct Experiment {
-    /// 1 to 4, as in the module doc.
+    /// 1 to 5, as in the module doc.
     number: u8,
     config: RunConfig,
     published: Option<f64>,
@@ -33,7 +36,7 @@ struct Experiment {
 /// One row of the summary table and `summary.json`.
 #[derive(Debug, Serialize)]
 pub struct SummaryRow {
-    /// Experiment number, 1 to 4.
+    /// Experiment number, 1 to 5.
     pub experiment: u8,
     /// Run name, also the JSON file's stem.
     pub run: String,
@@ -58,6 +61,10 @@ pub struct SummaryRow {
     /// The same for the back-propagated signal: the median over in-training records of the
     /// first layer's dLoss/dz S.D. over the output layer's; null without diagnostics.
     pub median_signal_index: f64,
+    /// Per layer, the median over in-training records of the share of the layer's outputs the
+    /// run's rule calls saturated (null where the activation has no rule); empty without
+    /// diagnostics.
+    pub median_saturated_share: Vec<Option<f64>>,
     /// Training seconds.
     pub wall_time_s: f64,
 }
@@ -156,7 +163,7 @@ pub fn run(args: &TutorialArgs) -> Result<()> {
         args.out_dir.display()
     );
     if let Some(plotter) = plotter {
-        plotter.draw(&written, jobs)?;
+        plotter.draw(&written, jobs, &[])?;
         println!(
             "drew the figures beside the JSON in {}",
             args.out_dir.display()
@@ -214,12 +221,12 @@ fn earlier_tutorial(folder: &Path, names: &[String]) -> Result<Vec<String>> {
     Ok(earlier)
 }
 
-/// A tutorial run file name: `<experiment 1-4>-....json`, no path.
+/// A tutorial run file name: `<experiment 1-5>-....json`, no path.
 fn is_run_file(name: &str) -> bool {
     let experiment = name
         .chars()
         .next()
-        .is_some_and(|c| ('1'..='4').contains(&c));
+        .is_some_and(|c| ('1'..='5').contains(&c));
     experiment
         && name[1..].starts_with('-')
         && name.ends_with(".json")
@@ -306,11 +313,31 @@ fn experiments(args: &TutorialArgs) -> Result<Vec<Experiment>> {
             }
         }
     }
+    // 5: wide layers, where saturation shows; the matrices would be 30,000 weights a record.
+    for activation in [Activation::Sigmoid, Activation::Tanh] {
+        let name = format!("5-saturation-{}-normal-100", kebab(activation));
+        let hidden = vec![100; 4];
+        let mut config = base(
+            name,
+            hidden,
+            activation,
+            Init::Normal,
+            OptimizerKind::Rmsprop,
+        );
+        config.grad_every = GradEvery::Epoch;
+        config.record = RecordLevel::Stats;
+        runs.push(Experiment {
+            number: 5,
+            config,
+            published: None,
+        });
+    }
+    let last = runs.len() - 1;
     for (i, run) in runs.iter_mut().enumerate() {
         run.config.seed = args.seed.checked_add(i as u64).with_context(|| {
             format!(
-                "--seed {}: too large; runs use seed + 0 to {}",
-                args.seed, 14
+                "--seed {}: too large; runs use seed + 0 to {last}",
+                args.seed
             )
         })?;
     }
@@ -344,8 +371,38 @@ fn summary_row(experiment: &Experiment, record: &RunRecord, path: &Path) -> Summ
             let (first, last) = (g.layers.first()?, g.layers.last()?);
             Some(first.backprop?.sd / last.backprop?.sd)
         })),
+        median_saturated_share: median_saturated_share(record),
         wall_time_s: record.wall_time_s,
     }
+}
+
+/// Per layer, the median saturated share over the records that carry activations.
+fn median_saturated_share(record: &RunRecord) -> Vec<Option<f64>> {
+    let with_activations: Vec<_> = record
+        .gradients
+        .iter()
+        .filter(|g| g.layers.iter().all(|l| l.activations.is_some()))
+        .collect();
+    if with_activations.is_empty() {
+        return Vec::new();
+    }
+    (0..record.layers.len())
+        .map(|l| {
+            let shares = with_activations.iter().filter_map(|g| {
+                let activations = g.layers[l].activations.as_ref()?;
+                activations.saturated
+            });
+            Some(median(shares)).filter(|m| m.is_finite())
+        })
+        .collect()
+}
+
+/// The most saturated hidden layer's median share (the output layer's confident
+/// probabilities are left out); NaN without diagnostics or a rule.
+fn most_saturated_hidden(row: &SummaryRow) -> f64 {
+    let hidden = row.median_saturated_share.len().saturating_sub(1);
+    let shares = row.median_saturated_share[..hidden].iter().flatten();
+    shares.copied().fold(f64::NAN, f64::max)
 }
 
 fn print_table(rows: &[SummaryRow]) {
@@ -361,7 +418,7 @@ fn print_table(rows: &[SummaryRow]) {
     for l in 1..=layers {
         header.push_str(&format!(" {:>9}", format!("gsd{l}")));
     }
-    header.push_str(&format!(" {:>9} {:>9}", "vanish", "signal"));
+    header.push_str(&format!(" {:>9} {:>9} {:>5}", "vanish", "signal", "sat"));
     println!("{header}");
     println!("{}", "-".repeat(header.len()));
     for r in rows {
@@ -394,12 +451,18 @@ fn print_table(rows: &[SummaryRow]) {
                 _ => line.push_str(&format!(" {:>9}", "-")),
             }
         }
+        match most_saturated_hidden(r) {
+            v if v.is_finite() => line.push_str(&format!(" {v:>5.2}")),
+            _ => line.push_str(&format!(" {:>5}", "-")),
+        }
         println!("{line}");
     }
     println!(
         "\nacc0/acc: training-set accuracy before/after training; published: the study's \
          accuracy;\ngsdN: median over the run's gradient records of layer N's kernel-gradient \
          S.D. (layer 1 next to the input); vanish: median over the records of layer 1's S.D. \
-         over the output layer's;\nsignal: the same for the back-propagated signal dLoss/dz."
+         over the output layer's;\nsignal: the same for the back-propagated signal dLoss/dz; \
+         sat: the most saturated hidden layer's median share of saturated outputs (the rule is \
+         in each run JSON's \"saturation\")."
     );
 }
