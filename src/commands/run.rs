@@ -44,12 +44,16 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let bytes = configs[0].estimated_history_bytes(data.len());
     let total = bytes.saturating_mul(configs.len() as u64);
     if total > WARN_HISTORY_BYTES {
+        let smaller = if configs[0].record.matrices() {
+            "--record stats keeps only the summaries"
+        } else {
+            "record gradients less often with --grad-every N or never"
+        };
         eprintln!(
-            "warning: the run JSON will take about {} MB ({} run(s) of {} MB); --record stats \
-             keeps only the summaries",
+            "warning: the run JSON will take about {} MB ({} run(s) of {:.1} MB); {smaller}",
             total / 1_000_000,
             configs.len(),
-            bytes / 1_000_000
+            bytes as f64 / 1e6
         );
     }
 
