@@ -23,12 +23,17 @@ slurm=0
 bash scripts/test_slurm.sh 2>&1 | tee -a "$log" || slurm=1
 
 # One closing line over every test binary, plus the plot and Slurm checks above.
-awk -v slurm_failed="$slurm" '
+# A cargo failure with no failing test behind it (a test that does not compile) counts as one.
+awk -v slurm_failed="$slurm" -v cargo_status="$status" '
   /^test result:/ { passed += $4; failed += $6 }
   /^slurm test: SKIPPED/ { skipped = 1 }
   END {
     passed += 1
     if (slurm_failed) failed += 1; else if (!skipped) passed += 1
+    if (cargo_status != 0 && failed == 0) {
+      print "cargo test failed before running every test (see the errors above)"
+      failed += 1
+    }
     printf "total: %d passed, %d failed\n", passed, failed
   }' "$log"
 [ "$status" -eq 0 ] && [ "$slurm" -eq 0 ]

@@ -409,7 +409,7 @@ mod tests {
             .filter(|(_, _, t, _)| t == tag)
             .map(|(step, _, _, p)| match p {
                 Payload::Scalar(x) => (*step, *x),
-                Payload::Histogram(_) => panic!("{tag} is a histogram"),
+                other => panic!("{tag} is not a scalar: {other:?}"),
             })
             .collect()
     }
