@@ -86,13 +86,27 @@ impl PendingFile {
 
     /// Writes `bytes` as the whole file and renames it into place.
     pub fn commit_bytes(self, bytes: &[u8]) -> Result<PathBuf> {
-        self.commit_with(|writer| Ok(writer.write_all(bytes)?))
+        self.write_bytes(bytes)?.commit()
+    }
+
+    /// Writes `bytes` as the whole file but leaves it beside its destination: a caller writing
+    /// several files commits them only once all are written, so that a failure midway leaves
+    /// every earlier file (one `--force` would replace included) as it was.
+    pub fn write_bytes(self, bytes: &[u8]) -> Result<WrittenFile> {
+        self.write_with(|writer| Ok(writer.write_all(bytes)?))
     }
 
     fn commit_with(
-        mut self,
+        self,
         write: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> Result<()>,
     ) -> Result<PathBuf> {
+        self.write_with(write)?.commit()
+    }
+
+    fn write_with(
+        mut self,
+        write: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> Result<()>,
+    ) -> Result<WrittenFile> {
         let shown = self.path.display().to_string();
         let mut writer = std::io::BufWriter::new(self.temp.as_file_mut());
         write(&mut writer)
@@ -109,10 +123,33 @@ impl PendingFile {
                 .with_context(|| format!("{shown}: cannot set the file's permissions"))?;
         }
 
+        // Closed now, so that a caller holding many written files holds no descriptors.
+        Ok(WrittenFile {
+            path: self.path,
+            temp: self.temp.into_temp_path(),
+            replace: self.replace,
+            folders: self.folders,
+        })
+    }
+}
+
+/// A file written in full beside its destination, not yet renamed into place. Dropped without a
+/// commit, it leaves nothing behind, as a `PendingFile` does.
+pub struct WrittenFile {
+    path: PathBuf,
+    temp: tempfile::TempPath,
+    replace: bool,
+    folders: FolderGuard,
+}
+
+impl WrittenFile {
+    /// Renames the file into place; returns its path.
+    pub fn commit(mut self) -> Result<PathBuf> {
+        let shown = self.path.display().to_string();
         let persisted = if self.replace {
-            self.temp.persist(&self.path).map(|_| ())
+            self.temp.persist(&self.path)
         } else {
-            self.temp.persist_noclobber(&self.path).map(|_| ())
+            self.temp.persist_noclobber(&self.path)
         };
         persisted.map_err(|e| e.error).with_context(|| {
             format!(

@@ -383,3 +383,37 @@ fn bad_input_is_refused_naming_it_and_nothing_is_written() {
         assert!(!logdir.exists(), "{expected}: wrote {:?}", listing(&logdir));
     }
 }
+
+#[test]
+fn a_forced_export_that_fails_midway_keeps_the_earlier_export_as_it_was() {
+    let dir = TempDir::new().unwrap();
+    let good = dir.path().join("good.json");
+    tiny_run(&good, &[]);
+    let logdir = dir.path().join("logs");
+    gradtrace()
+        .arg("tensorboard")
+        .arg(&good)
+        .arg("--out-dir")
+        .arg(&logdir)
+        .assert()
+        .success();
+    let before = listing(&logdir);
+    let event_file = logdir.join(&before[1]);
+    let bytes = std::fs::read(&event_file).unwrap();
+
+    // `good` converts (to the same file name, as its JSON is unchanged) before `broken` fails.
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, "{\"format\": \"gradtrace-run\", \"layers\": 3}\n").unwrap();
+    gradtrace()
+        .arg("tensorboard")
+        .arg(&good)
+        .arg(&broken)
+        .arg("--out-dir")
+        .arg(&logdir)
+        .args(["--force", "--jobs", "1"])
+        .assert()
+        .code(1)
+        .stderr(contains("not a run history"));
+    assert_eq!(listing(&logdir), before, "no file added, none taken away");
+    assert_eq!(std::fs::read(&event_file).unwrap(), bytes);
+}

@@ -6,13 +6,13 @@
 //! of a sweep folder is `<sweep>/<knobs>`, named by the knobs that differ between the sweep's
 //! runs (`activation=tanh,seed=3`), and the sweep's folder gets the HParams experiment that
 //! lists those knobs. Everything is checked, names and destinations included, before the first
-//! file is written; a run that cannot be converted after that removes the files this call
-//! wrote.
+//! file is written, and the files are renamed into place only once every one is written: a run
+//! that cannot be converted leaves the output folder as it was, earlier exports included.
 
 use crate::cli::TensorboardArgs;
 use crate::commands::inputs::{finished_runs, Inputs};
 use crate::interrupt::{self, Interrupted};
-use crate::output::{progress_bar, PendingFile};
+use crate::output::{progress_bar, PendingFile, WrittenFile};
 use crate::pool::{default_jobs, map_parallel};
 use crate::sweep::index::IndexEntry;
 use crate::tensorboard::events::EventFile;
@@ -62,8 +62,19 @@ pub fn run(args: &TensorboardArgs) -> Result<()> {
         check_destination(job.folder(), args.force)?;
     }
 
-    let made_out_dir = !args.out_dir.exists();
+    // The folders this call will create, deepest first, so that a failure can take them back.
+    let mut created: Vec<PathBuf> = jobs
+        .iter()
+        .flat_map(|job| job.folder().ancestors().take_while(|f| !f.exists()))
+        .filter(|f| !f.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .collect();
+    created.sort_by_cached_key(|f| (std::cmp::Reverse(f.components().count()), f.clone()));
+    created.dedup();
 
+    // Every event file is written beside its destination first and renamed into place only
+    // once all are: one failure (or Ctrl-C) leaves an earlier export, even one `--force` was
+    // about to replace, exactly as it was.
     let bar = progress_bar(jobs.len() as u64, "runs", false);
     bar.set_message("tensorboard");
     let threads = args.jobs.map_or_else(default_jobs, |j| j as usize);
@@ -74,25 +85,23 @@ pub fn run(args: &TensorboardArgs) -> Result<()> {
         |_| bar.inc(1),
     );
     bar.finish_and_clear();
-
-    // All or nothing: one failure takes back what the others wrote.
     let failure = results
         .iter()
         .find_map(|r| r.as_ref().err().map(|e| format!("{e:#}")));
-    let written: Vec<PathBuf> = results.into_iter().filter_map(Result::ok).collect();
     if let Some(error) = failure {
-        for file in &written {
-            let _ = std::fs::remove_file(file);
-            remove_empty_folders(file, &args.out_dir);
-        }
-        if made_out_dir {
-            let _ = std::fs::remove_dir(&args.out_dir);
+        drop(results);
+        for folder in &created {
+            let _ = std::fs::remove_dir(folder);
         }
         if interrupt::requested() {
             return Err(Interrupted.into());
         }
         bail!("{error}; nothing was written");
     }
+    let written = results
+        .into_iter()
+        .map(|file| file.and_then(WrittenFile::commit))
+        .collect::<Result<Vec<PathBuf>>>()?;
     for file in &written {
         remove_older_exports(file);
         println!("{}", file.display());
@@ -267,8 +276,8 @@ fn event_files(folder: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Writes one job's event file; returns its path.
-fn convert(job: &Job, force: bool) -> Result<PathBuf> {
+/// Writes one job's event file beside its destination.
+fn convert(job: &Job, force: bool) -> Result<WrittenFile> {
     if interrupt::requested() {
         return Err(Interrupted.into());
     }
@@ -303,7 +312,7 @@ fn convert(job: &Job, force: bool) -> Result<PathBuf> {
 
     let name = format!("events.out.tfevents.{}{SUFFIX}", time.floor() as u64);
     let pending = PendingFile::reserve(&job.folder().join(name), force, "--out-dir")?;
-    pending.commit_bytes(&bytes)
+    pending.write_bytes(&bytes)
 }
 
 /// A file's modification time in seconds since the Unix epoch (0 when unknown): when a run's
@@ -314,17 +323,6 @@ fn modified(path: &Path) -> f64 {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// The folders between `file` and `out_dir` (itself excluded) that are left empty.
-fn remove_empty_folders(file: &Path, out_dir: &Path) {
-    let mut folder = file.parent();
-    while let Some(f) = folder {
-        if f == out_dir || !f.starts_with(out_dir) || std::fs::remove_dir(f).is_err() {
-            break;
-        }
-        folder = f.parent();
-    }
 }
 
 /// After a successful export, the earlier gradtrace event files beside `file` go, so
