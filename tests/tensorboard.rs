@@ -40,6 +40,17 @@ fn tiny_run(path: &Path, extra: &[&str]) {
         .success();
 }
 
+/// `gradtrace tensorboard PATHS... --out-dir LOGDIR`, ready for more flags.
+fn export<P: AsRef<std::ffi::OsStr>>(paths: &[P], logdir: &Path) -> assert_cmd::Command {
+    let mut command = gradtrace();
+    command
+        .arg("tensorboard")
+        .args(paths)
+        .arg("--out-dir")
+        .arg(logdir);
+    command
+}
+
 /// `[[step, value], ...]` of a scalar tag as (step, value) pairs.
 fn series(run: &Value, tag: &str) -> Vec<(u64, f64)> {
     let points = run["scalars"][tag]
@@ -65,11 +76,7 @@ fn a_run_reads_back_in_tensorboard_with_the_values_of_its_json() {
     let json = dir.path().join("t.json");
     tiny_run(&json, &[]);
     let logdir = dir.path().join("logs");
-    gradtrace()
-        .arg("tensorboard")
-        .arg(&json)
-        .arg("--out-dir")
-        .arg(&logdir)
+    export(&[&json], &logdir)
         .assert()
         .success()
         .stderr(contains("1 run(s) and 0 sweep(s)"));
@@ -177,13 +184,7 @@ fn a_run_recorded_without_matrices_or_diagnostics_still_exports_its_statistics()
     tiny_run(&stats, &["--record", "stats"]);
     tiny_run(&kernels, &["--record", "kernels"]);
     let logdir = dir.path().join("logs");
-    gradtrace()
-        .arg("tensorboard")
-        .args([&stats, &kernels])
-        .arg("--out-dir")
-        .arg(&logdir)
-        .assert()
-        .success();
+    export(&[&stats, &kernels], &logdir).assert().success();
 
     let back = read_back(&logdir);
     let (stats, kernels) = (&back["runs"]["stats"], &back["runs"]["kernels"]);
@@ -221,11 +222,7 @@ fn a_sweep_becomes_one_run_per_grid_point_with_its_knobs_in_the_hparams_dashboar
         .assert()
         .success();
     let logdir = dir.path().join("logs");
-    gradtrace()
-        .arg("tensorboard")
-        .arg(&sweep)
-        .arg("--out-dir")
-        .arg(&logdir)
+    export(&[&sweep], &logdir)
         .assert()
         .success()
         .stderr(contains("4 run(s) and 1 sweep(s)"));
@@ -276,19 +273,11 @@ fn an_earlier_export_is_replaced_only_with_force_and_then_exactly_once() {
     let json = dir.path().join("t.json");
     tiny_run(&json, &[]);
     let logdir = dir.path().join("logs");
-    let export = || {
-        let mut command = gradtrace();
-        command
-            .arg("tensorboard")
-            .arg(&json)
-            .arg("--out-dir")
-            .arg(&logdir);
-        command
-    };
-    export().assert().success();
+    let again = || export(&[&json], &logdir);
+    again().assert().success();
     let first = listing(&logdir);
 
-    export()
+    again()
         .assert()
         .code(1)
         .stderr(contains("holds an earlier export; pass --force"));
@@ -297,7 +286,7 @@ fn an_earlier_export_is_replaced_only_with_force_and_then_exactly_once() {
     // A retrained run (a newer JSON) replaces the old export instead of adding to it.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     tiny_run(&json, &["--force", "--seed", "5"]);
-    export().arg("--force").assert().success();
+    again().arg("--force").assert().success();
     let files = listing(&logdir.join("t"));
     assert_eq!(files.len(), 1, "one event file per run: {files:?}");
     assert_ne!(
@@ -318,12 +307,7 @@ fn another_programs_event_files_are_never_touched() {
     std::fs::write(&theirs, b"someone else's").unwrap();
 
     for force in [false, true] {
-        let mut command = gradtrace();
-        command
-            .arg("tensorboard")
-            .arg(&json)
-            .arg("--out-dir")
-            .arg(&logdir);
+        let mut command = export(&[&json], &logdir);
         if force {
             command.arg("--force");
         }
@@ -368,11 +352,7 @@ fn bad_input_is_refused_naming_it_and_nothing_is_written() {
         ),
     ];
     for (paths, expected) in cases {
-        let output = gradtrace()
-            .arg("tensorboard")
-            .args(paths)
-            .arg("--out-dir")
-            .arg(&logdir)
+        let output = export(&paths, &logdir)
             .arg("--jobs")
             .arg("1")
             .assert()
@@ -390,13 +370,7 @@ fn a_forced_export_that_fails_midway_keeps_the_earlier_export_as_it_was() {
     let good = dir.path().join("good.json");
     tiny_run(&good, &[]);
     let logdir = dir.path().join("logs");
-    gradtrace()
-        .arg("tensorboard")
-        .arg(&good)
-        .arg("--out-dir")
-        .arg(&logdir)
-        .assert()
-        .success();
+    export(&[&good], &logdir).assert().success();
     let before = listing(&logdir);
     let event_file = logdir.join(&before[1]);
     let bytes = std::fs::read(&event_file).unwrap();
@@ -404,12 +378,7 @@ fn a_forced_export_that_fails_midway_keeps_the_earlier_export_as_it_was() {
     // `good` converts (to the same file name, as its JSON is unchanged) before `broken` fails.
     let broken = dir.path().join("broken.json");
     std::fs::write(&broken, "{\"format\": \"gradtrace-run\", \"layers\": 3}\n").unwrap();
-    gradtrace()
-        .arg("tensorboard")
-        .arg(&good)
-        .arg(&broken)
-        .arg("--out-dir")
-        .arg(&logdir)
+    export(&[&good, &broken], &logdir)
         .args(["--force", "--jobs", "1"])
         .assert()
         .code(1)
