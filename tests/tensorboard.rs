@@ -352,7 +352,7 @@ fn bad_input_is_refused_naming_it_and_nothing_is_written() {
         ),
     ];
     for (paths, expected) in cases {
-        let output = export(&paths, &logdir)
+        let output = export(paths, &logdir)
             .arg("--jobs")
             .arg("1")
             .assert()
