@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{gradtrace, listing, python, read_json, SMALL_DATA, TINY};
+use common::{gradtrace, listing, python, read_json, SMALL_DATA, TINY, TINY_SWEEP};
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use std::path::{Path, PathBuf};
@@ -17,23 +17,6 @@ use tempfile::TempDir;
 
 /// Per-run figures that need the diagnostics keys.
 const DIAGNOSTICS: [&str; 3] = ["saturation", "backprop", "histograms"];
-
-/// A tiny 4-run sweep: 2 activations x 2 seeds.
-const GRID: &[&str] = &[
-    "sweep",
-    "--activation",
-    "sigmoid,tanh",
-    "--seed-count",
-    "2",
-    "--hidden",
-    "4,3",
-    "--epochs",
-    "3",
-    "--samples",
-    "100",
-    "--quiet",
-    "--out-dir",
-];
 
 /// Runs the fixture maker: `mode` is `add` or `strip`.
 fn fixture(mode: &str, from: &Path, to: &Path) {
@@ -136,7 +119,7 @@ fn a_folder_of_runs_draws_diagnostics_figures_only_for_runs_that_carry_them() {
 fn a_sweep_gets_its_figures_in_its_folder_and_still_resumes_afterwards() {
     let dir = TempDir::new().unwrap();
     let folder = dir.path().join("sweep");
-    gradtrace().args(GRID).arg(&folder).assert().success();
+    gradtrace().args(TINY_SWEEP).arg(&folder).assert().success();
 
     gradtrace()
         .arg("plot")
@@ -155,7 +138,7 @@ fn a_sweep_gets_its_figures_in_its_folder_and_still_resumes_afterwards() {
     );
 
     // The figures are the sweep's own files: the same sweep resumes into the folder.
-    gradtrace().args(GRID).arg(&folder).assert().success();
+    gradtrace().args(TINY_SWEEP).arg(&folder).assert().success();
 
     // Its runs/ folder is a folder of runs.
     gradtrace()

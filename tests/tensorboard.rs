@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{gradtrace, listing, python, read_json, SMALL_DATA, TINY};
+use common::{gradtrace, listing, python, read_json, SMALL_DATA, TINY, TINY_SWEEP};
 use predicates::str::contains;
 use serde_json::Value;
 use std::path::Path;
@@ -207,20 +207,7 @@ fn a_run_recorded_without_matrices_or_diagnostics_still_exports_its_statistics()
 fn a_sweep_becomes_one_run_per_grid_point_with_its_knobs_in_the_hparams_dashboard() {
     let dir = TempDir::new().unwrap();
     let sweep = dir.path().join("grid");
-    gradtrace()
-        .args([
-            "sweep",
-            "--activation",
-            "sigmoid,tanh",
-            "--seed-count",
-            "2",
-            "--hidden",
-            "4,3",
-        ])
-        .args(["--epochs", "2", "--samples", "100", "--quiet", "--out-dir"])
-        .arg(&sweep)
-        .assert()
-        .success();
+    gradtrace().args(TINY_SWEEP).arg(&sweep).assert().success();
     let logdir = dir.path().join("logs");
     export(&[&sweep], &logdir)
         .assert()

@@ -143,3 +143,20 @@ pub fn assert_json_close(a: &Value, b: &Value, relative: f64) {
         _ => assert_eq!(a, b),
     }
 }
+
+/// A tiny 4-run sweep (2 activations x 2 seeds), the folder to follow.
+pub const TINY_SWEEP: &[&str] = &[
+    "sweep",
+    "--activation",
+    "sigmoid,tanh",
+    "--seed-count",
+    "2",
+    "--hidden",
+    "4,3",
+    "--epochs",
+    "3",
+    "--samples",
+    "100",
+    "--quiet",
+    "--out-dir",
+];
