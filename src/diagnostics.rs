@@ -278,7 +278,8 @@ mod tests {
     #[test]
     fn saturation_shares_and_saturated_units_by_hand() {
         // Two sigmoid units over four points: unit 0 = 0.01, 0.5, 0.99, 0.98 (three saturated),
-        // unit 1 = 0.02, 0.985, 0.001, 0.999 (all four): share 7 / 8, one unit saturated throughout.
+        // unit 1 = 0.02, 0.985, 0.001, 0.999 (all four): share 7 / 8, one unit saturated
+        // throughout.
         let a = [0.01, 0.5, 0.99, 0.98, 0.02, 0.985, 0.001, 0.999];
         let rule = hidden_rule(Activation::Sigmoid);
         let s = activation_stats(&a, 2, &rule, Some((0.0, 1.0)));

@@ -88,7 +88,7 @@ impl Plotter {
             .find(|p| !p.exists())
         {
             bail!(
-                "--python {}: the plotting script drew nothing (no {}); the JSON files are complete",
+                "--python {}: the plotting script ran but drew no {}",
                 self.python.display(),
                 missing.display()
             );
@@ -192,7 +192,7 @@ impl Plotter {
             }
         }
         if let Some(reason) = failure {
-            bail!("the figures failed: {reason}; the JSON files are complete");
+            bail!("the figures failed: {reason}");
         }
         Ok(drawn)
     }

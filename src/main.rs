@@ -46,7 +46,11 @@ fn main() -> ExitCode {
             .is_err_and(|e| e.is::<gradtrace::interrupt::Interrupted>());
     match outcome {
         _ if interrupted => {
-            eprintln!("{}", gradtrace::interrupt::Interrupted);
+            // A command whose results are all or nothing says so in a context of its own.
+            match &outcome {
+                Err(e) if e.is::<gradtrace::interrupt::Interrupted>() => eprintln!("{e}"),
+                _ => eprintln!("{}", gradtrace::interrupt::Interrupted),
+            }
             ExitCode::from(130)
         }
         Ok(()) => ExitCode::SUCCESS,

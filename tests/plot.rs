@@ -102,7 +102,7 @@ fn a_folder_of_runs_draws_diagnostics_figures_only_for_runs_that_carry_them() {
         .arg(&runs)
         .assert()
         .success()
-        .stderr(contains("plot: 7 figures for 2 run(s) and 0 sweep(s)"));
+        .stderr(contains("plot: 7 figures for 2 runs and 0 sweeps"));
     for view in ["weights", "gradients"].into_iter().chain(DIAGNOSTICS) {
         assert_png(&figure(&with, view));
     }
@@ -166,12 +166,33 @@ fn bad_paths_are_refused_naming_the_path_before_anything_is_drawn() {
     std::fs::create_dir_all(unfinished.join("runs")).unwrap();
     std::fs::write(unfinished.join("sweep.json"), "{}\n").unwrap();
     let missing = dir.path().join("missing.json");
+    // A run cut short, alone and in a folder beside other JSON; a run without its layer list; a
+    // run from a newer gradtrace.
+    let text = std::fs::read_to_string(&run).unwrap();
+    let truncated = dir.path().join("truncated.json");
+    std::fs::write(&truncated, &text[..text.len() / 2]).unwrap();
+    let folder = dir.path().join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::copy(&not_a_run, folder.join("notes.json")).unwrap();
+    std::fs::copy(&truncated, folder.join("cut.json")).unwrap();
+    let mut history = read_json(&run);
+    history.as_object_mut().unwrap().remove("layers");
+    let no_layers = dir.path().join("no-layers.json");
+    std::fs::write(&no_layers, history.to_string()).unwrap();
+    let mut history = read_json(&run);
+    history["version"] = 99.into();
+    let newer = dir.path().join("newer.json");
+    std::fs::write(&newer, history.to_string()).unwrap();
 
-    let cases: [(&Path, &str); 4] = [
+    let cases: [(&Path, &str); 8] = [
         (&missing, "no such file or folder"),
         (&not_a_run, "not a gradtrace run JSON"),
         (&empty, "no gradtrace run JSON in this folder"),
         (&unfinished, "a sweep with no finished runs"),
+        (&truncated, "cut short or damaged"),
+        (&folder, "cut.json: a gradtrace run JSON that is cut short"),
+        (&no_layers, "missing field `layers`"),
+        (&newer, "run format version 99"),
     ];
     for (path, expected) in cases {
         // The good run comes first: nothing may be drawn for it either.
@@ -196,6 +217,22 @@ fn epochs_pick_the_histograms_records_and_an_epoch_without_one_is_refused_before
         read_json(&run).get("saturation").is_some(),
         "a default run has diagnostics"
     );
+
+    // Each epoch once, and only where run figures are drawn.
+    gradtrace()
+        .args(["plot", "--epochs", "1,3,1"])
+        .arg(&run)
+        .assert()
+        .code(1)
+        .stderr(contains("--epochs 1: named twice"));
+    let sweep = dir.path().join("sweep");
+    gradtrace().args(TINY_SWEEP).arg(&sweep).assert().success();
+    gradtrace()
+        .args(["plot", "--epochs", "1"])
+        .arg(&sweep)
+        .assert()
+        .code(1)
+        .stderr(contains("only sweep folders were given"));
 
     // TINY trains 3 epochs: epoch 4 has no record, and nothing is drawn.
     gradtrace()

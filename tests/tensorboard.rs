@@ -79,7 +79,7 @@ fn a_run_reads_back_in_tensorboard_with_the_values_of_its_json() {
     export(&[&json], &logdir)
         .assert()
         .success()
-        .stderr(contains("1 run(s) and 0 sweep(s)"));
+        .stderr(contains("1 run and 0 sweeps"));
 
     let history = read_json(&json);
     let back = read_back(&logdir);
@@ -99,10 +99,14 @@ fn a_run_reads_back_in_tensorboard_with_the_values_of_its_json() {
         .as_f64()
         .unwrap();
     let after = history["evaluation"]["after"]["accuracy"].as_f64().unwrap();
-    let accuracy = series(run, "accuracy/evaluation");
-    assert_eq!(accuracy.iter().map(|p| p.0).collect::<Vec<_>>(), [0, 12]);
-    assert_f32(accuracy[0].1, before, "accuracy before");
-    assert_f32(accuracy[1].1, after, "accuracy after");
+    let accuracy = [
+        series(run, "accuracy/before_training"),
+        series(run, "accuracy/after_training"),
+    ];
+    assert_eq!(accuracy.iter().map(|s| s.len()).collect::<Vec<_>>(), [1, 1]);
+    assert_eq!((accuracy[0][0].0, accuracy[1][0].0), (0, 12));
+    assert_f32(accuracy[0][0].1, before, "accuracy before");
+    assert_f32(accuracy[1][0].1, after, "accuracy after");
 
     // Every gradient record, every layer: statistics at the record's global step, the
     // diagnostics' histogram bins as TensorBoard buckets, the vanishing index.
@@ -212,7 +216,7 @@ fn a_sweep_becomes_one_run_per_grid_point_with_its_knobs_in_the_hparams_dashboar
     export(&[&sweep], &logdir)
         .assert()
         .success()
-        .stderr(contains("4 run(s) and 1 sweep(s)"));
+        .stderr(contains("4 runs and 1 sweep"));
 
     let back = read_back(&logdir);
     let names: Vec<&String> = back["runs"].as_object().unwrap().keys().collect();
@@ -233,8 +237,12 @@ fn a_sweep_becomes_one_run_per_grid_point_with_its_knobs_in_the_hparams_dashboar
     );
     assert_eq!(experiment["hparams"]["seed"], serde_json::json!([0.0, 1.0]));
     assert_eq!(experiment["types"]["seed"], "DATA_TYPE_FLOAT64");
+    assert_eq!(
+        experiment["differs"],
+        serde_json::json!({"activation": true, "seed": true})
+    );
     let metrics = experiment["metrics"].as_array().unwrap();
-    assert!(metrics.iter().any(|m| m == "accuracy/evaluation"));
+    assert!(metrics.iter().any(|m| m == "accuracy/after_training"));
     assert!(metrics
         .iter()
         .any(|m| m == "vanishing_index/median_first_layer"));
@@ -326,7 +334,11 @@ fn bad_input_is_refused_naming_it_and_nothing_is_written() {
     }
     // Claims to be a run but is not one: found only while converting, after `good` was written.
     let broken = dir.path().join("broken.json");
-    std::fs::write(&broken, "{\"format\": \"gradtrace-run\", \"layers\": 3}\n").unwrap();
+    std::fs::write(
+        &broken,
+        "{\"format\": \"gradtrace-run\", \"version\": 1, \"layers\": 3}\n",
+    )
+    .unwrap();
     let logdir = dir.path().join("logs");
 
     let cases: [(&[&Path], &str); 4] = [
@@ -364,7 +376,11 @@ fn a_forced_export_that_fails_midway_keeps_the_earlier_export_as_it_was() {
 
     // `good` converts (to the same file name, as its JSON is unchanged) before `broken` fails.
     let broken = dir.path().join("broken.json");
-    std::fs::write(&broken, "{\"format\": \"gradtrace-run\", \"layers\": 3}\n").unwrap();
+    std::fs::write(
+        &broken,
+        "{\"format\": \"gradtrace-run\", \"version\": 1, \"layers\": 3}\n",
+    )
+    .unwrap();
     export(&[&good, &broken], &logdir)
         .args(["--force", "--jobs", "1"])
         .assert()
@@ -372,4 +388,40 @@ fn a_forced_export_that_fails_midway_keeps_the_earlier_export_as_it_was() {
         .stderr(contains("not a run history"));
     assert_eq!(listing(&logdir), before, "no file added, none taken away");
     assert_eq!(std::fs::read(&event_file).unwrap(), bytes);
+}
+
+#[test]
+fn a_grown_sweep_re_exported_with_force_lists_each_run_once_and_its_own_folder_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let sweep = dir.path().join("grid");
+    gradtrace().args(TINY_SWEEP).arg(&sweep).assert().success();
+    let logdir = dir.path().join("logs");
+    // One folder spelled two ways is one input.
+    let again = sweep.join("..").join("grid");
+    export(&[&sweep, &again], &logdir)
+        .assert()
+        .success()
+        .stderr(contains("4 runs and 1 sweep"));
+
+    // A second learning rate renames every run (the knob now differs): the old names go.
+    gradtrace()
+        .args(TINY_SWEEP)
+        .arg(&sweep)
+        .args(["--lr", "1e-3,1e-2", "--extend"])
+        .assert()
+        .success();
+    export(&[&sweep], &logdir).arg("--force").assert().success();
+    let runs: Vec<String> = listing(&logdir.join("grid"))
+        .into_iter()
+        .filter(|p| !p.contains('/') && !p.contains("tfevents"))
+        .collect();
+    assert_eq!(runs.len(), 8, "{runs:?}");
+    assert!(runs.iter().all(|r| r.contains("optimizer.learning_rate=")));
+
+    // A log folder inside the sweep would stop it from resuming.
+    export(&[&sweep], &sweep.join("tb"))
+        .assert()
+        .code(1)
+        .stderr(contains("inside the sweep folder"));
+    assert!(!sweep.join("tb").exists());
 }

@@ -239,7 +239,12 @@ pub struct RunArgs {
 
     /// When to record kernel gradients: `epoch` (first step of each epoch), a step count N
     /// (every N steps), or `never`. A last record after training is added unless `never`.
-    #[arg(long, default_value = "epoch", value_parser = parse_grad_every, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value = "epoch",
+        value_parser = parse_grad_every,
+        allow_negative_numbers = true,
+    )]
     pub grad_every: GradEvery,
 
     /// `full`: every matrix and every diagnostic (activations and their saturation, the

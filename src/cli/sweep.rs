@@ -79,7 +79,12 @@ pub struct SweepArgs {
     pub init: Vec<String>,
 
     /// Means for `normal`.
-    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        action = clap::ArgAction::Set,
+        allow_negative_numbers = true,
+    )]
     pub init_mean: Vec<String>,
 
     /// S.D.s for `normal`.
@@ -87,11 +92,21 @@ pub struct SweepArgs {
     pub init_sd: Vec<String>,
 
     /// Lower bounds for `uniform`.
-    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        action = clap::ArgAction::Set,
+        allow_negative_numbers = true,
+    )]
     pub init_low: Vec<String>,
 
     /// Upper bounds for `uniform`.
-    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        action = clap::ArgAction::Set,
+        allow_negative_numbers = true,
+    )]
     pub init_high: Vec<String>,
 
     /// One hidden layout per use, as `gradtrace run` takes it: --hidden 5,5,5,5 --hidden 10,10.
@@ -139,11 +154,21 @@ pub struct SweepArgs {
     pub samples: Vec<String>,
 
     /// Two-circles factors.
-    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        action = clap::ArgAction::Set,
+        allow_negative_numbers = true,
+    )]
     pub factor: Vec<String>,
 
     /// Two-circles noise levels.
-    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        action = clap::ArgAction::Set,
+        allow_negative_numbers = true,
+    )]
     pub noise: Vec<String>,
 
     /// Two-circles data seeds.

@@ -2,12 +2,11 @@
 //! path checked before any work starts, so a typo costs nothing.
 
 use crate::commands::sweep::index_files;
-use crate::record::FORMAT;
+use crate::record::{FORMAT, FORMAT_VERSION};
 use crate::sweep::index::{self, IndexEntry};
 use anyhow::{bail, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 /// What the paths given hold.
@@ -41,16 +40,20 @@ impl Inputs {
     fn add(&mut self, path: &Path) -> Result<()> {
         let shown = path.display();
         if !path.exists() {
-            bail!("{shown}: no such file or folder; give a run JSON, a folder of them, or a sweep folder");
+            bail!(
+                "{shown}: no such file or folder; give a run JSON, a folder of them, or a sweep \
+                 folder"
+            );
         }
         if path.is_file() {
-            if !is_run(path) {
-                bail!(
+            match classify(path) {
+                Kind::Run => self.push_run(path, None),
+                Kind::Other => bail!(
                     "{shown}: not a gradtrace run JSON (no \"format\": \"{FORMAT}\"); give a file \
                      written by gradtrace run, tutorial or sweep, or a sweep's folder"
-                );
+                ),
+                Kind::Broken(why) => bail!("{shown}: {why}"),
             }
-            self.push_run(path, None);
             return Ok(());
         }
         if is_sweep(path)? {
@@ -60,16 +63,22 @@ impl Inputs {
                      first, or wait until some of its runs have finished"
                 );
             }
-            if !self.sweeps.iter().any(|p| p == path) {
+            if !self.sweeps.iter().any(|p| same_file(p, path)) {
                 self.sweeps.push(path.to_path_buf());
             }
             return Ok(());
         }
+        // Other JSON may sit beside the runs (a summary, notes), but a run that does not parse
+        // is an error: skipping it would leave a hole in the figures nobody notices.
         let mut found = 0;
         for file in json_files(path)? {
-            if is_run(&file) {
-                self.push_run(&file, Some(path));
-                found += 1;
+            match classify(&file) {
+                Kind::Run => {
+                    self.push_run(&file, Some(path));
+                    found += 1;
+                }
+                Kind::Other => {}
+                Kind::Broken(why) => bail!("{}: {why}", file.display()),
             }
         }
         if found == 0 {
@@ -82,7 +91,7 @@ impl Inputs {
     }
 
     fn push_run(&mut self, path: &Path, folder: Option<&Path>) {
-        if !self.runs.iter().any(|r| r.path == path) {
+        if !self.runs.iter().any(|r| same_file(&r.path, path)) {
             self.runs.push(RunFile {
                 path: path.to_path_buf(),
                 folder: folder.map(Path::to_path_buf),
@@ -91,18 +100,63 @@ impl Inputs {
     }
 }
 
-/// True when the file is JSON whose `format` is a run's. The whole file is read (a truncated
-/// one is refused here rather than half-used), but only that key is kept.
-pub fn is_run(path: &Path) -> bool {
+/// Two spellings of one file or folder (`runs/a.json`, `./runs/a.json`).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// What a JSON file turned out to be.
+#[derive(Debug, PartialEq)]
+pub enum Kind {
+    /// A run history this build can read.
+    Run,
+    /// Valid JSON that is not a run (a summary, someone's notes).
+    Other,
+    /// A run that cannot be used, or a file that is not JSON at all: why, and what to do.
+    Broken(String),
+}
+
+/// Sorts a file by its `format` and `version`. The whole file is parsed (a truncated run is
+/// caught here rather than half-used), but only those keys are kept.
+pub fn classify(path: &Path) -> Kind {
     #[derive(Deserialize)]
     struct Head {
-        format: Option<String>,
+        format: Option<serde_json::Value>,
+        version: Option<serde_json::Value>,
     }
-    let Ok(file) = std::fs::File::open(path) else {
-        return false;
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(e) => return Kind::Broken(format!("cannot read it ({e})")),
     };
-    serde_json::from_reader::<_, Head>(BufReader::new(file))
-        .is_ok_and(|head| head.format.as_deref() == Some(FORMAT))
+    let head = match serde_json::from_slice::<Head>(&text) {
+        Ok(head) => head,
+        // Not JSON at all. A run cut short (a full disk, a copy interrupted) still shows its
+        // format near the top.
+        Err(e) if e.is_syntax() || e.is_eof() => {
+            let start = &text[..text.len().min(200)];
+            let claims_run = String::from_utf8_lossy(start).contains(FORMAT);
+            return Kind::Broken(if claims_run {
+                format!("a gradtrace run JSON that is cut short or damaged ({e}); run it again")
+            } else {
+                format!("not valid JSON ({e}); give a run JSON written by gradtrace")
+            });
+        }
+        Err(_) => return Kind::Other,
+    };
+    if head.format.as_ref().and_then(|f| f.as_str()) != Some(FORMAT) {
+        return Kind::Other;
+    }
+    match head.version.as_ref().and_then(|v| v.as_u64()) {
+        Some(v) if v <= u64::from(FORMAT_VERSION) => Kind::Run,
+        Some(v) => Kind::Broken(format!(
+            "written in run format version {v}, newer than this gradtrace reads \
+             ({FORMAT_VERSION}); use a newer gradtrace"
+        )),
+        None => Kind::Broken("a run JSON without a format version; run it again".to_string()),
+    }
 }
 
 /// A sweep folder holds `sweep.json` or an index.

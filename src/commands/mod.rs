@@ -28,3 +28,12 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Tensorboard(args) => tensorboard::run(&args),
     }
 }
+
+/// `1 run`, `2 runs`: a count in a summary line.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

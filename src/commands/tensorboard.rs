@@ -10,6 +10,7 @@
 //! that cannot be converted leaves the output folder as it was, earlier exports included.
 
 use crate::cli::TensorboardArgs;
+use crate::commands::count;
 use crate::commands::inputs::{finished_runs, Inputs};
 use crate::interrupt::{self, Interrupted};
 use crate::output::{progress_bar, PendingFile, WrittenFile};
@@ -57,6 +58,16 @@ impl Job {
 pub fn run(args: &TensorboardArgs) -> Result<()> {
     // Every input and destination is checked before anything is written.
     let inputs = Inputs::of(&args.paths)?;
+    for sweep in &inputs.sweeps {
+        if inside(&args.out_dir, sweep) {
+            bail!(
+                "--out-dir {}: inside the sweep folder {}, which could then no longer be resumed \
+                 or extended; choose an --out-dir outside it",
+                args.out_dir.display(),
+                sweep.display()
+            );
+        }
+    }
     let jobs = plan(&inputs, &args.out_dir)?;
     for job in &jobs {
         check_destination(job.folder(), args.force)?;
@@ -94,7 +105,7 @@ pub fn run(args: &TensorboardArgs) -> Result<()> {
             let _ = std::fs::remove_dir(folder);
         }
         if interrupt::requested() {
-            return Err(Interrupted.into());
+            return Err(anyhow::Error::new(Interrupted).context("interrupted; nothing was written"));
         }
         bail!("{error}; nothing was written");
     }
@@ -106,14 +117,21 @@ pub fn run(args: &TensorboardArgs) -> Result<()> {
         remove_older_exports(file);
         println!("{}", file.display());
     }
+    if args.force {
+        for job in &jobs {
+            if let Job::Experiment { run, .. } = job {
+                remove_dropped_runs(run, &jobs);
+            }
+        }
+    }
     let sweeps = jobs
         .iter()
         .filter(|j| matches!(j, Job::Experiment { .. }))
         .count();
     eprintln!(
-        "tensorboard: {} run(s) and {sweeps} sweep(s) written to {}; view them with: tensorboard \
-         --logdir {}",
-        jobs.len() - sweeps,
+        "tensorboard: {} and {} written to {}; view them with: tensorboard --logdir {}",
+        count(jobs.len() - sweeps, "run"),
+        count(sweeps, "sweep"),
         args.out_dir.display(),
         args.out_dir.display()
     );
@@ -254,7 +272,10 @@ fn check_destination(run: &Path, force: bool) -> Result<()> {
             );
         }
         if !force {
-            bail!("{shown}: holds an earlier export; pass --force to replace it or choose another --out-dir");
+            bail!(
+                "{shown}: holds an earlier export; pass --force to replace it or choose another \
+                 --out-dir"
+            );
         }
     }
     Ok(())
@@ -323,6 +344,51 @@ fn modified(path: &Path) -> f64 {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// True when `path` (which need not exist yet) is `folder` or lies below it, symbolic links and
+/// `..` resolved as far as the path exists.
+fn inside(path: &Path, folder: &Path) -> bool {
+    let Ok(folder) = std::fs::canonicalize(folder) else {
+        return false;
+    };
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
+            return false;
+        };
+        rest.push(name);
+        existing = parent;
+    }
+    let Ok(mut resolved) = std::fs::canonicalize(existing) else {
+        return false;
+    };
+    resolved.extend(rest.iter().rev());
+    resolved.starts_with(folder)
+}
+
+/// A sweep re-exported with `--force` may have lost runs or renamed them (an extended grid adds
+/// knobs to every name): gradtrace's own event files in run folders of the earlier export that
+/// this one did not write go, and the folders with them when left empty, so the HParams table
+/// lists each run once.
+fn remove_dropped_runs(sweep: &Path, jobs: &[Job]) {
+    let Ok(entries) = std::fs::read_dir(sweep) else {
+        return;
+    };
+    for folder in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let current = jobs.iter().any(|job| job.folder() == folder);
+        if current || !folder.is_dir() {
+            continue;
+        }
+        for file in event_files(&folder) {
+            if file.to_string_lossy().ends_with(SUFFIX) {
+                let _ = std::fs::remove_file(file);
+            }
+        }
+        let _ = std::fs::remove_dir(&folder);
+    }
 }
 
 /// After a successful export, the earlier gradtrace event files beside `file` go, so

@@ -163,7 +163,12 @@ pub fn run(args: &TutorialArgs) -> Result<()> {
         args.out_dir.display()
     );
     if let Some(plotter) = plotter {
-        plotter.draw(&written, jobs, &[])?;
+        plotter.draw(&written, jobs, &[]).with_context(|| {
+            format!(
+                "the run histories in {} are complete; draw them again with gradtrace plot",
+                args.out_dir.display()
+            )
+        })?;
         println!(
             "drew the figures beside the JSON in {}",
             args.out_dir.display()

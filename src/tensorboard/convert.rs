@@ -3,9 +3,10 @@
 //! Every value is placed at the number of updates applied when it was measured, so all charts of
 //! a run share one step axis: a gradient record at its `global_step` (read before that update),
 //! an epoch's metrics and weights at the end of the epoch (epoch x steps per epoch), the
-//! initial weights and the evaluation before training at 0. Tags are `quantity/layer`, so
-//! TensorBoard puts each quantity's layers side by side in one section. Null numbers (a
-//! diverged run, a statistic a rule leaves undefined) are left out rather than drawn as NaN.
+//! initial weights and the evaluation before training at 0, the one after training at the last
+//! step. Tags are `quantity/layer`, so TensorBoard puts each quantity's layers side by side in
+//! one section. Null numbers (a diverged run, a statistic a rule leaves undefined) are left out
+//! rather than drawn as NaN.
 
 use super::events::{EventFile, HistogramProto, SummaryValue};
 use super::hparams::{self, Knobs};
@@ -55,7 +56,7 @@ pub fn run_events(run: &Value, end_time: f64, session: Option<Session>) -> Resul
     let mut file = EventFile::new(clock.at(0));
 
     // The whole training set before training, then each epoch's fit history and weights.
-    let mut values = evaluation(&run["evaluation"]["before"]);
+    let mut values = evaluation(&run["evaluation"]["before"], "before_training");
     if let Some(session) = &session {
         values.push(hparams::session_start(
             session.knobs,
@@ -106,7 +107,7 @@ pub fn run_events(run: &Value, end_time: f64, session: Option<Session>) -> Resul
 
     // The evaluation after training and the run's one-number summary, at its last step.
     let last = clock.last_step;
-    let mut values = evaluation(&run["evaluation"]["after"]);
+    let mut values = evaluation(&run["evaluation"]["after"], "after_training");
     scalar(
         &mut values,
         "vanishing_index/median_first_layer",
@@ -197,10 +198,17 @@ fn scalar(values: &mut Vec<SummaryValue>, tag: impl Into<String>, number: &Value
     }
 }
 
-fn evaluation(metrics: &Value) -> Vec<SummaryValue> {
+/// An evaluation on the whole training set as `loss/<when>` and `accuracy/<when>`. Before and
+/// after training are separate tags, not two points of one, so that the HParams table's last
+/// value of `accuracy/after_training` is never a diverged run's untrained accuracy.
+fn evaluation(metrics: &Value, when: &str) -> Vec<SummaryValue> {
     let mut values = Vec::new();
-    scalar(&mut values, "loss/evaluation", &metrics["loss"]);
-    scalar(&mut values, "accuracy/evaluation", &metrics["accuracy"]);
+    scalar(&mut values, format!("loss/{when}"), &metrics["loss"]);
+    scalar(
+        &mut values,
+        format!("accuracy/{when}"),
+        &metrics["accuracy"],
+    );
     values
 }
 
@@ -432,11 +440,10 @@ mod tests {
         );
 
         // Nulls are left out: the loss after training, the update ratio after training.
-        assert_eq!(scalar_at(&all, "loss/evaluation"), vec![(0, 0.7)]);
-        assert_eq!(
-            scalar_at(&all, "accuracy/evaluation"),
-            vec![(0, 0.5), (6, 0.9)]
-        );
+        assert_eq!(scalar_at(&all, "loss/before_training"), vec![(0, 0.7)]);
+        assert_eq!(scalar_at(&all, "loss/after_training"), vec![]);
+        assert_eq!(scalar_at(&all, "accuracy/before_training"), vec![(0, 0.5)]);
+        assert_eq!(scalar_at(&all, "accuracy/after_training"), vec![(6, 0.9)]);
         assert_eq!(scalar_at(&all, "update_ratio/dense_1"), vec![(0, 0.01)]);
 
         // 6 s of training over 6 steps ending at t = 1000: step k at 994 + k.

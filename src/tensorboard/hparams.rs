@@ -15,11 +15,11 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The plugin's name in summary metadata.
 const PLUGIN: &str = "hparams";
 
-/// The scalars the table shows per run, each its last value: the evaluation after training, the
-/// last epoch's fit history, and the run's median vanishing index.
+/// The scalars the table shows per run, each its last value: the evaluation after training
+/// (none for a diverged run), the last epoch's fit history, and the run's median vanishing index.
 pub const METRICS: [&str; 5] = [
-    "accuracy/evaluation",
-    "loss/evaluation",
+    "accuracy/after_training",
+    "loss/after_training",
     "accuracy/epoch",
     "loss/epoch",
     "vanishing_index/median_first_layer",
@@ -68,6 +68,10 @@ struct HParamInfo {
     kind: i32,
     #[prost(message, optional, tag = "5")]
     domain_discrete: Option<ListValue>,
+    /// The value differs between sessions: true for every knob listed here, as only those that
+    /// differ are (the dashboard lists these first).
+    #[prost(bool, tag = "7")]
+    differs: bool,
 }
 
 /// `tensorboard.hparams.MetricInfo`.
@@ -230,6 +234,7 @@ pub fn experiment(runs: &[Knobs], description: &str, created: f64) -> SummaryVal
                 domain_discrete: Some(ListValue {
                     values: values.into_iter().map(KnobValue::of).collect(),
                 }),
+                differs: true,
             }
         })
         .collect();
