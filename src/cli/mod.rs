@@ -301,7 +301,8 @@ pub struct TutorialArgs {
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
 
-    /// Initializer of the closing experiment (the same flag `gradtrace run` takes).
+    /// Initializer of experiment 4, the one that replaces normal(0, 1) (the same flag `gradtrace
+    /// run` takes).
     #[arg(long, value_enum, default_value_t = Init::GlorotUniform)]
     pub init: Init,
 

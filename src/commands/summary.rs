@@ -82,7 +82,17 @@ fn cells(rows: &[SummaryRow]) -> (Vec<String>, Vec<Vec<String>>) {
         ]
         .map(String::from),
     );
-    let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    // Four decimals, or scientific notation where that would be unreadable (a loss of 1e29
+    // from a run that blew up without overflowing).
+    let number = |v: Option<f64>| {
+        v.map_or("-".to_string(), |v| {
+            if v.abs() >= 1e6 {
+                format!("{v:.3e}")
+            } else {
+                format!("{v:.4}")
+            }
+        })
+    };
     let table = rows
         .iter()
         .map(|r| {
