@@ -58,30 +58,19 @@ impl Job {
 pub fn run(args: &TensorboardArgs) -> Result<()> {
     // Every input and destination is checked before anything is written.
     let inputs = Inputs::of(&args.paths)?;
-    for sweep in &inputs.sweeps {
-        if inside(&args.out_dir, sweep) {
-            bail!(
-                "--out-dir {}: inside the sweep folder {}, which could then no longer be resumed \
-                 or extended; choose an --out-dir outside it",
-                args.out_dir.display(),
-                sweep.display()
-            );
-        }
+    if let Some(sweep) = inputs.sweeps.iter().find(|s| inside(&args.out_dir, s)) {
+        bail!(
+            "--out-dir {}: inside the sweep folder {}, which could then no longer be resumed or \
+             extended; choose an --out-dir outside it",
+            args.out_dir.display(),
+            sweep.display()
+        );
     }
     let jobs = plan(&inputs, &args.out_dir)?;
     for job in &jobs {
         check_destination(job.folder(), args.force)?;
     }
-
-    // The folders this call will create, deepest first, so that a failure can take them back.
-    let mut created: Vec<PathBuf> = jobs
-        .iter()
-        .flat_map(|job| job.folder().ancestors().take_while(|f| !f.exists()))
-        .filter(|f| !f.as_os_str().is_empty())
-        .map(Path::to_path_buf)
-        .collect();
-    created.sort_by_cached_key(|f| (std::cmp::Reverse(f.components().count()), f.clone()));
-    created.dedup();
+    let created = folders_to_create(&jobs);
 
     // Every event file is written beside its destination first and renamed into place only
     // once all are: one failure (or Ctrl-C) leaves an earlier export, even one `--force` was
@@ -344,6 +333,19 @@ fn modified(path: &Path) -> f64 {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The folders the jobs will create, deepest first, so that a failure can take them back.
+fn folders_to_create(jobs: &[Job]) -> Vec<PathBuf> {
+    let mut created: Vec<PathBuf> = jobs
+        .iter()
+        .flat_map(|job| job.folder().ancestors().take_while(|f| !f.exists()))
+        .filter(|f| !f.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .collect();
+    created.sort_by_cached_key(|f| (std::cmp::Reverse(f.components().count()), f.clone()));
+    created.dedup();
+    created
 }
 
 /// True when `path` (which need not exist yet) is `folder` or lies below it, symbolic links and
