@@ -281,18 +281,7 @@ impl RunConfig {
         if let GradEvery::Steps(0) = self.grad_every {
             bail!("--grad-every must be `epoch`, `never` or a step count of at least 1 (got 0)");
         }
-        let plain = !self.name.is_empty()
-            && self.name.len() <= 200
-            && !self.name.starts_with('.')
-            && !self.name.contains(['/', '\\'])
-            && !self.name.chars().any(char::is_control);
-        if !plain {
-            bail!(
-                "--name `{}`: use a plain file name of at most 200 bytes (no path separator, \
-                 control character or leading dot)",
-                self.name.escape_debug()
-            );
-        }
+        check_plain_name(&self.name)?;
 
         // Weights are float32: every initializer parameter must be finite there.
         for (flag, value) in [
@@ -460,4 +449,21 @@ impl RunConfig {
         widths.push(1);
         widths
     }
+}
+
+/// A `--name` becomes a file or folder name: plain, so that it can never point elsewhere.
+pub fn check_plain_name(name: &str) -> Result<()> {
+    let plain = !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\'])
+        && !name.chars().any(char::is_control);
+    if !plain {
+        bail!(
+            "--name `{}`: use a plain file name of at most 200 bytes (no path separator, control \
+             character or leading dot)",
+            name.escape_debug()
+        );
+    }
+    Ok(())
 }

@@ -169,6 +169,39 @@ impl Drop for FolderGuard {
     }
 }
 
+/// True when `path` (which need not exist yet) is `folder` or lies below it, symbolic links and
+/// `..` resolved as far as the path exists.
+pub fn is_inside(path: &Path, folder: &Path) -> bool {
+    let Ok(folder) = std::fs::canonicalize(folder) else {
+        return false;
+    };
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
+            return false;
+        };
+        rest.push(name);
+        existing = parent;
+    }
+    let Ok(mut resolved) = std::fs::canonicalize(existing) else {
+        return false;
+    };
+    resolved.extend(rest.iter().rev());
+    resolved.starts_with(folder)
+}
+
+/// The sweep folder (one holding `sweep.json`) that `path`, existing or not, would lie in.
+pub fn sweep_around(path: &Path) -> Option<PathBuf> {
+    let absolute = std::path::absolute(path).ok()?;
+    let found = absolute
+        .ancestors()
+        .find(|a| a.join("sweep.json").is_file())
+        .map(Path::to_path_buf);
+    found
+}
+
 /// Temporary files are named `.gradtrace-<host>-<pid>-*.tmp`, so that a later process can tell
 /// the leftovers of a killed one (same host, pid gone) from a live writer on another node.
 fn temp_prefix(pid: u32) -> String {

@@ -325,6 +325,10 @@ fn bad_grids_and_shards_are_refused_with_nothing_written() {
         &["--activation", "swish"],
     );
     refuse(&["--epochs", "0"], &["--epochs"]);
+    refuse(
+        &["--activation", "tanh", "--name", "../x"],
+        &["--name", "plain"],
+    );
     refuse(&["--seeds", "5..2"], &["--seeds", "empty"]);
     refuse(
         &["--activation", "tanh", "--shard", "4/4"],
@@ -395,6 +399,44 @@ fn summary_writes_csv_and_json_and_refuses_non_sweep_folders() {
         .assert()
         .failure()
         .stderr(contains("no index"));
+
+    // Never into the sweep it reads (it could no longer resume), never both files to one path.
+    let before = listing(&folder);
+    for (flag, path) in [("--csv", "table.csv"), ("--json", "sweep.json")] {
+        gradtrace()
+            .arg("summary")
+            .arg(&folder)
+            .arg(flag)
+            .arg(folder.join(path))
+            .arg("--force")
+            .assert()
+            .failure()
+            .stderr(contains("inside the sweep folder"));
+    }
+    assert_eq!(listing(&folder), before);
+    let both = dir.path().join("both.out");
+    gradtrace()
+        .arg("summary")
+        .arg(&folder)
+        .arg("--csv")
+        .arg(&both)
+        .arg("--json")
+        .arg(&both)
+        .assert()
+        .failure()
+        .stderr(contains("both name"));
+    assert!(!both.exists());
+
+    // A damaged index line is named, not skipped.
+    let index = folder.join("index.jsonl");
+    let text = std::fs::read_to_string(&index).unwrap();
+    std::fs::write(&index, format!("garbage{{\n{text}")).unwrap();
+    gradtrace()
+        .arg("summary")
+        .arg(&folder)
+        .assert()
+        .failure()
+        .stderr(contains("index.jsonl:1: not an index entry"));
 }
 
 #[test]

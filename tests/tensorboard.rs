@@ -425,3 +425,32 @@ fn a_grown_sweep_re_exported_with_force_lists_each_run_once_and_its_own_folder_i
         .stderr(contains("inside the sweep folder"));
     assert!(!sweep.join("tb").exists());
 }
+
+#[test]
+fn inputs_that_would_share_a_folder_are_refused_and_a_renamed_run_is_not_shown_twice() {
+    let dir = TempDir::new().unwrap();
+    let sweep = dir.path().join("grid");
+    gradtrace().args(TINY_SWEEP).arg(&sweep).assert().success();
+    let folder = dir.path().join("other/grid");
+    std::fs::create_dir_all(&folder).unwrap();
+    tiny_run(&folder.join("a.json"), &[]);
+    let logdir = dir.path().join("logs");
+    export(&[&sweep, &folder], &logdir)
+        .assert()
+        .code(1)
+        .stderr(contains("would share the TensorBoard folder grid"));
+    assert!(!logdir.exists());
+
+    // A run file renamed in its folder: the re-export with --force keeps only the new name.
+    export(&[&folder], &logdir).assert().success();
+    std::fs::rename(folder.join("a.json"), folder.join("b.json")).unwrap();
+    export(&[&folder], &logdir)
+        .arg("--force")
+        .assert()
+        .success();
+    let runs: Vec<String> = listing(&logdir.join("grid"))
+        .into_iter()
+        .filter(|p| !p.contains('/'))
+        .collect();
+    assert_eq!(runs, ["b"]);
+}

@@ -301,8 +301,9 @@ pub struct TutorialArgs {
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
 
-    /// Initializer of experiment 4, the one that replaces normal(0, 1) (the same flag `gradtrace
-    /// run` takes).
+    /// Initializer of experiment 4, the one that replaces normal(0, 1): the values `gradtrace run
+    /// --init` takes, each with its default parameters (the tutorial has no --init-mean and the
+    /// like).
     #[arg(long, value_enum, default_value_t = Init::GlorotUniform)]
     pub init: Init,
 

@@ -179,7 +179,7 @@ pub struct SweepArgs {
     #[arg(long, value_name = "FILE")]
     pub csv: Vec<String>,
 
-    /// Shuffling: true, false or both.
+    /// Shuffling each epoch: true, false, or `true,false` for both.
     #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub shuffle: Vec<String>,
 

@@ -49,10 +49,16 @@ pub fn run(args: &PaperArgs) -> Result<()> {
 
     // The matrices are large: every core helps here, unlike in training.
     tch::set_num_threads(crate::pool::default_jobs() as i32);
-    let measured: Vec<Measurement> = experiments()
-        .iter()
-        .map(|e| measure(e, args.batch as usize, args.seed))
-        .collect();
+    let mut measured = Vec::new();
+    for experiment in experiments() {
+        if crate::interrupt::requested() {
+            return Err(crate::interrupt::Interrupted.into());
+        }
+        measured.push(measure(&experiment, args.batch as usize, args.seed));
+    }
+    if crate::interrupt::requested() {
+        return Err(crate::interrupt::Interrupted.into());
+    }
     print_table(&measured);
 
     let written = json.commit_json(&PaperFile {

@@ -3,14 +3,45 @@
 
 use crate::cli::SummaryArgs;
 use crate::commands::sweep::index_files;
-use crate::output::PendingFile;
+use crate::output::{is_inside, sweep_around, PendingFile};
 use crate::sweep::index;
 use crate::sweep::summary::{summarize, SummaryRow};
 use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
 
 /// Prints the merged table and writes the requested files.
 pub fn run(args: &SummaryArgs) -> Result<()> {
-    // Reserve the outputs first, so a bad path fails before reading anything.
+    // Reserve the outputs first, so a bad path fails before reading anything. Neither may go
+    // into a sweep it summarizes (the sweep could no longer resume, or would lose its index),
+    // nor both to one file.
+    let outputs = [("--csv", &args.csv), ("--json", &args.json)];
+    for (flag, path) in outputs
+        .iter()
+        .filter_map(|(f, p)| p.as_ref().map(|p| (f, p)))
+    {
+        let around = sweep_around(path);
+        let mut sweeps = args
+            .folders
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(around.as_deref());
+        if let Some(folder) = sweeps.find(|f| is_inside(path, f)) {
+            bail!(
+                "{flag} {}: inside the sweep folder {}, which could then no longer be resumed; \
+                 choose a path outside it",
+                path.display(),
+                folder.display()
+            );
+        }
+    }
+    if let (Some(csv), Some(json)) = (&args.csv, &args.json) {
+        if std::path::absolute(csv).ok() == std::path::absolute(json).ok() {
+            bail!(
+                "--csv and --json: both name {}; give two files",
+                csv.display()
+            );
+        }
+    }
     let csv_file = args
         .csv
         .as_ref()

@@ -60,6 +60,7 @@ enum Outcome {
 /// Runs the sweep.
 pub fn run(args: &SweepArgs) -> Result<()> {
     // Everything that can be wrong is found before anything is written.
+    crate::config::check_plain_name(&args.name)?;
     let grid = build_grid(args)?;
     let points = grid.expand()?;
     let shard = Shard::resolve(args.shard.as_deref(), args.shards, |v| {

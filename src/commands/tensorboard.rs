@@ -13,14 +13,14 @@ use crate::cli::TensorboardArgs;
 use crate::commands::count;
 use crate::commands::inputs::{finished_runs, Inputs};
 use crate::interrupt::{self, Interrupted};
-use crate::output::{progress_bar, PendingFile, WrittenFile};
+use crate::output::{is_inside, progress_bar, sweep_around, PendingFile, WrittenFile};
 use crate::pool::{default_jobs, map_parallel};
 use crate::sweep::index::IndexEntry;
 use crate::tensorboard::events::EventFile;
 use crate::tensorboard::hparams::{self, Knobs};
 use crate::tensorboard::{run_events, Session};
 use anyhow::{anyhow, bail, Context, Result};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -36,6 +36,9 @@ enum Job {
         json: PathBuf,
         run: PathBuf,
         knobs: Option<Knobs>,
+        /// The folder or sweep given on the command line that holds it (none for a file given
+        /// by name).
+        group: Option<PathBuf>,
     },
     /// A sweep's experiment, in the folder above its runs; `runs` holds each run's knobs.
     Experiment {
@@ -46,6 +49,22 @@ enum Job {
 }
 
 impl Job {
+    /// What the job converts, for messages.
+    fn source(&self) -> String {
+        match self {
+            Job::Run { json, .. } => json.display().to_string(),
+            Job::Experiment { sweep, .. } => format!("the sweep {}", sweep.display()),
+        }
+    }
+
+    /// The folder or sweep given on the command line that the job belongs to.
+    fn group(&self) -> Option<&Path> {
+        match self {
+            Job::Run { group, .. } => group.as_deref(),
+            Job::Experiment { sweep, .. } => Some(sweep),
+        }
+    }
+
     /// The folder the job writes its event file into.
     fn folder(&self) -> &Path {
         match self {
@@ -58,12 +77,35 @@ impl Job {
 pub fn run(args: &TensorboardArgs) -> Result<()> {
     // Every input and destination is checked before anything is written.
     let inputs = Inputs::of(&args.paths)?;
-    if let Some(sweep) = inputs.sweeps.iter().find(|s| inside(&args.out_dir, s)) {
+    if args.out_dir.exists() && !args.out_dir.is_dir() {
+        bail!(
+            "--out-dir {}: a file, not a folder; give a folder for the TensorBoard runs",
+            args.out_dir.display()
+        );
+    }
+    // Not inside a sweep (given or not: it could no longer be resumed) nor inside a folder of
+    // runs given, where the export would sit among the runs it came from.
+    let around = sweep_around(&args.out_dir);
+    let mut sweeps = inputs
+        .sweeps
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(around.as_deref());
+    if let Some(sweep) = sweeps.find(|s| is_inside(&args.out_dir, s)) {
         bail!(
             "--out-dir {}: inside the sweep folder {}, which could then no longer be resumed or \
              extended; choose an --out-dir outside it",
             args.out_dir.display(),
             sweep.display()
+        );
+    }
+    let mut folders = inputs.runs.iter().filter_map(|r| r.folder.as_deref());
+    if let Some(folder) = folders.find(|f| is_inside(&args.out_dir, f)) {
+        bail!(
+            "--out-dir {}: inside the folder of runs {} it exports; choose an --out-dir outside \
+             it",
+            args.out_dir.display(),
+            folder.display()
         );
     }
     let jobs = plan(&inputs, &args.out_dir)?;
@@ -107,10 +149,13 @@ pub fn run(args: &TensorboardArgs) -> Result<()> {
         println!("{}", file.display());
     }
     if args.force {
-        for job in &jobs {
-            if let Job::Experiment { run, .. } = job {
-                remove_dropped_runs(run, &jobs);
-            }
+        let grouped: BTreeSet<&Path> = jobs
+            .iter()
+            .filter(|job| job.group().is_some() && matches!(job, Job::Run { .. }))
+            .filter_map(|job| job.folder().parent())
+            .collect();
+        for folder in grouped {
+            remove_dropped_runs(folder, &jobs);
         }
     }
     let sweeps = jobs
@@ -141,17 +186,37 @@ fn plan(inputs: &Inputs, out_dir: &Path) -> Result<Vec<Job>> {
             json: file.path.clone(),
             run,
             knobs: None,
+            group: file.folder.clone(),
         });
     }
     for sweep in &inputs.sweeps {
         let prefix = PathBuf::from(file_name(sweep)?);
         let entries = finished_runs(sweep)?;
         let knobs = sweep_knobs(&entries);
-        for (entry, knobs) in entries.iter().zip(&knobs) {
+        let mut names: Vec<String> = entries
+            .iter()
+            .zip(&knobs)
+            .map(|(entry, knobs)| run_name(entry, knobs))
+            .collect();
+        // Knob values that differ may still tidy to one name (`d1/data.csv`, `d1-data.csv`):
+        // those runs go by their ids.
+        let repeated: BTreeSet<String> = names
+            .iter()
+            .enumerate()
+            .filter(|(i, n)| names[..*i].contains(n))
+            .map(|(_, n)| n.clone())
+            .collect();
+        for (name, entry) in names.iter_mut().zip(&entries) {
+            if repeated.contains(name) {
+                *name = entry.id.clone();
+            }
+        }
+        for ((entry, knobs), name) in entries.iter().zip(&knobs).zip(names) {
             jobs.push(Job::Run {
                 json: sweep.join("runs").join(format!("{}.json", entry.id)),
-                run: prefix.join(run_name(entry, knobs)),
+                run: prefix.join(name),
                 knobs: Some(knobs.clone()),
+                group: Some(sweep.clone()),
             });
         }
         jobs.push(Job::Experiment {
@@ -164,10 +229,7 @@ fn plan(inputs: &Inputs, out_dir: &Path) -> Result<Vec<Job>> {
     // Two inputs may not become one TensorBoard run, nor a run sit in another's folder.
     let mut seen: BTreeMap<&Path, String> = BTreeMap::new();
     for job in &jobs {
-        let source = match job {
-            Job::Run { json, .. } => json.display().to_string(),
-            Job::Experiment { sweep, .. } => format!("the sweep {}", sweep.display()),
-        };
+        let source = job.source();
         if let Some(other) = seen.insert(job.folder(), source.clone()) {
             bail!(
                 "{other} and {source} would both become the TensorBoard run {}; export them in \
@@ -176,6 +238,31 @@ fn plan(inputs: &Inputs, out_dir: &Path) -> Result<Vec<Job>> {
             );
         }
     }
+    // Nor may two inputs share a folder of the log folder (a sweep and a folder of runs of one
+    // name): TensorBoard would show them as one, and a later --force of one would clear the other.
+    let mut tops: BTreeMap<PathBuf, String> = BTreeMap::new();
+    for job in &jobs {
+        let top = job
+            .folder()
+            .components()
+            .next()
+            .map(|c| PathBuf::from(c.as_os_str()));
+        let source = match job.group() {
+            Some(group) => group.display().to_string(),
+            None => job.source(),
+        };
+        if let Some(top) = top {
+            let known = tops.entry(top.clone()).or_insert_with(|| source.clone());
+            if *known != source {
+                bail!(
+                    "{known} and {source} would share the TensorBoard folder {}; export them in \
+                     separate calls with different --out-dir",
+                    top.display()
+                );
+            }
+        }
+    }
+
     for job in &mut jobs {
         let folder = match job {
             Job::Run { run, .. } | Job::Experiment { run, .. } => run,
@@ -348,33 +435,10 @@ fn folders_to_create(jobs: &[Job]) -> Vec<PathBuf> {
     created
 }
 
-/// True when `path` (which need not exist yet) is `folder` or lies below it, symbolic links and
-/// `..` resolved as far as the path exists.
-fn inside(path: &Path, folder: &Path) -> bool {
-    let Ok(folder) = std::fs::canonicalize(folder) else {
-        return false;
-    };
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut existing = absolute.as_path();
-    let mut rest = Vec::new();
-    while !existing.exists() {
-        let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
-            return false;
-        };
-        rest.push(name);
-        existing = parent;
-    }
-    let Ok(mut resolved) = std::fs::canonicalize(existing) else {
-        return false;
-    };
-    resolved.extend(rest.iter().rev());
-    resolved.starts_with(folder)
-}
-
-/// A sweep re-exported with `--force` may have lost runs or renamed them (an extended grid adds
-/// knobs to every name): gradtrace's own event files in run folders of the earlier export that
-/// this one did not write go, and the folders with them when left empty, so the HParams table
-/// lists each run once.
+/// A sweep or folder re-exported with `--force` may have lost runs or renamed them (an extended
+/// grid adds knobs to every name, a run file was renamed): gradtrace's own event files in run
+/// folders of the earlier export that this one did not write go, and the folders with them when
+/// left empty, so that TensorBoard lists each run once.
 fn remove_dropped_runs(sweep: &Path, jobs: &[Job]) {
     let Ok(entries) = std::fs::read_dir(sweep) else {
         return;

@@ -163,11 +163,20 @@ pub fn run(args: &TutorialArgs) -> Result<()> {
         args.out_dir.display()
     );
     if let Some(plotter) = plotter {
-        plotter.draw(&written, jobs, &[]).with_context(|| {
-            format!(
-                "the run histories in {} are complete; draw them again with gradtrace plot",
-                args.out_dir.display()
-            )
+        // The earlier figures are gone by now (removed as outdated): say how to get them back.
+        let shown = args.out_dir.display();
+        plotter.draw(&written, jobs, &[]).map_err(|e| {
+            if crate::interrupt::requested() {
+                anyhow::Error::new(Interrupted).context(format!(
+                    "interrupted while drawing; the run histories in {shown} are complete: draw \
+                     their figures with gradtrace plot {shown}"
+                ))
+            } else {
+                e.context(format!(
+                    "the run histories in {shown} are complete; draw their figures again with \
+                     gradtrace plot {shown}"
+                ))
+            }
         })?;
         println!(
             "drew the figures beside the JSON in {}",

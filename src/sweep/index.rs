@@ -103,18 +103,28 @@ pub fn read(path: &Path) -> Result<Vec<IndexEntry>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    Ok(parse(&text))
+    parse(&text).map_err(|(line, e)| {
+        anyhow::anyhow!(
+            "{}:{line}: not an index entry ({e}); remove that line (a sweep trains the run it \
+             named again when it resumes)",
+            path.display()
+        )
+    })
 }
 
-/// The entries of complete lines; a last line without its newline is a torn write and skipped.
-pub fn parse(text: &str) -> Vec<IndexEntry> {
+/// The entries of complete lines; a last line without its newline is a torn write and skipped,
+/// blank lines are skipped, and any other line that does not parse is an error (its number and
+/// why): a damaged index would otherwise drop runs from every summary without a word.
+pub fn parse(text: &str) -> Result<Vec<IndexEntry>, (usize, serde_json::Error)> {
     let complete = match text.rfind('\n') {
         Some(end) => &text[..end],
         None => "",
     };
     complete
         .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| serde_json::from_str(line).map_err(|e| (i + 1, e)))
         .collect()
 }
 
@@ -196,12 +206,20 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_index_reads_as_empty_and_garbage_lines_are_skipped() {
+    fn a_missing_index_reads_as_empty_a_torn_tail_is_skipped_and_a_damaged_line_named() {
         let dir = tempfile::tempdir().unwrap();
         assert!(read(&dir.path().join("none.jsonl")).unwrap().is_empty());
         let line = serde_json::to_string(&entry("x")).unwrap();
-        let entries = parse(&format!("not json\n{line}\n"));
-        assert_eq!(entries.len(), 1);
+        let entries = parse(&format!("{line}\n\n{line}\n{{\"id\": \"torn")).unwrap();
+        assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].error.as_deref(), Some("boom"));
+
+        let path = dir.path().join("index.jsonl");
+        std::fs::write(&path, format!("{line}\nnot json\n{line}\n")).unwrap();
+        let error = read(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("index.jsonl:2: not an index entry"),
+            "{error}"
+        );
     }
 }
