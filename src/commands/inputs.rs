@@ -57,7 +57,16 @@ impl Inputs {
             return Ok(());
         }
         if is_sweep(path)? {
-            if finished_runs(path)?.is_empty() {
+            let (present, missing) = indexed_runs(path)?;
+            if !missing.is_empty() {
+                eprintln!(
+                    "warning: {shown}: {} indexed run(s) have no JSON in runs/ (the first: {}) and \
+                     are left out; the next gradtrace sweep call into it trains them again",
+                    missing.len(),
+                    missing[0]
+                );
+            }
+            if present.is_empty() {
                 bail!(
                     "{shown}: a sweep with no finished runs; run `gradtrace sweep` into it \
                      first, or wait until some of its runs have finished"
@@ -167,19 +176,27 @@ fn is_sweep(folder: &Path) -> Result<bool> {
 /// Every run of a sweep folder that finished (completed or diverged) and whose JSON is in
 /// `runs/`, once per id, by id, from all of its shards' indexes.
 pub fn finished_runs(folder: &Path) -> Result<Vec<IndexEntry>> {
+    let (present, _) = indexed_runs(folder)?;
+    Ok(present)
+}
+
+/// The finished runs of a sweep folder whose JSON is there, and the ids of those whose JSON is
+/// not (deleted, say).
+fn indexed_runs(folder: &Path) -> Result<(Vec<IndexEntry>, Vec<String>)> {
     let mut runs = BTreeMap::new();
     for file in index_files(folder)? {
         for entry in index::read(&file)? {
-            let present = folder
-                .join("runs")
-                .join(format!("{}.json", entry.id))
-                .is_file();
-            if entry.status != "failed" && present {
+            if entry.status != "failed" {
                 runs.entry(entry.id.clone()).or_insert(entry);
             }
         }
     }
-    Ok(runs.into_values().collect())
+    let (present, missing): (Vec<IndexEntry>, Vec<IndexEntry>) =
+        runs.into_values().partition(|entry| {
+            let json = folder.join("runs").join(format!("{}.json", entry.id));
+            json.is_file()
+        });
+    Ok((present, missing.into_iter().map(|e| e.id).collect()))
 }
 
 /// The `*.json` files directly in a folder, sorted by name.

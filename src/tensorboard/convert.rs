@@ -88,6 +88,7 @@ pub fn run_events(run: &Value, end_time: f64, session: Option<Session>) -> Resul
         let epoch = snapshot["epoch"]
             .as_u64()
             .context("a weight snapshot without an epoch")?;
+        layout.check(snapshot, "weight snapshot")?;
         let step = layout.epoch_end(epoch);
         file.write(step, clock.at(step), weights(&layout, snapshot));
     }
@@ -101,6 +102,7 @@ pub fn run_events(run: &Value, end_time: f64, session: Option<Session>) -> Resul
         let step = record["global_step"]
             .as_u64()
             .context("a gradient record without a step")?;
+        layout.check(record, "gradient record")?;
         let step = step as i64;
         file.write(step, clock.at(step), gradients(&layout, record));
     }
@@ -152,6 +154,16 @@ impl Layout {
     }
 
     /// The step at which epoch `epoch` (from 1; 0 for initialization) ends.
+    /// A snapshot or record has one entry per layer, as `plot` also requires.
+    fn check(&self, holder: &Value, what: &str) -> Result<()> {
+        let found = holder["layers"].as_array().map_or(0, Vec::len);
+        let layers = self.names.len();
+        if found != layers {
+            bail!("a {what} with {found} layers in a run of {layers}");
+        }
+        Ok(())
+    }
+
     fn epoch_end(&self, epoch: u64) -> i64 {
         (epoch * self.steps_per_epoch) as i64
     }
@@ -494,7 +506,7 @@ mod tests {
     }
 
     #[test]
-    fn a_file_without_layers_or_sizes_is_refused() {
+    fn a_file_without_layers_or_sizes_or_with_a_short_record_is_refused() {
         let mut run = tiny_run();
         run["layers"] = json!(null);
         assert!(run_events(&run, 0.0, None)
@@ -504,5 +516,9 @@ mod tests {
         let mut run = tiny_run();
         run["config"]["batch_size"] = json!(0);
         assert!(run_events(&run, 0.0, None).is_err());
+        let mut run = tiny_run();
+        run["gradients"][1]["layers"] = json!([]);
+        let error = run_events(&run, 0.0, None).unwrap_err().to_string();
+        assert_eq!(error, "a gradient record with 0 layers in a run of 2");
     }
 }
