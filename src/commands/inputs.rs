@@ -53,6 +53,7 @@ impl Inputs {
                      written by gradtrace run, tutorial or sweep, or a sweep's folder"
                 ),
                 Kind::Broken(why) => bail!("{shown}: {why}"),
+                Kind::NotJson(why) => bail!("{shown}: {why}; give a run JSON written by gradtrace"),
             }
             return Ok(());
         }
@@ -78,7 +79,8 @@ impl Inputs {
             return Ok(());
         }
         // Other JSON may sit beside the runs (a summary, notes), but a run that does not parse
-        // is an error: skipping it would leave a hole in the figures nobody notices.
+        // is an error: skipping it would leave a hole in the figures nobody notices. A file
+        // that is not JSON and not recognisably a run is skipped, saying so.
         let mut found = 0;
         for file in json_files(path)? {
             match classify(&file) {
@@ -88,6 +90,7 @@ impl Inputs {
                 }
                 Kind::Other => {}
                 Kind::Broken(why) => bail!("{}: {why}", file.display()),
+                Kind::NotJson(why) => eprintln!("warning: skipping {}: {why}", file.display()),
             }
         }
         if found == 0 {
@@ -124,8 +127,10 @@ pub enum Kind {
     Run,
     /// Valid JSON that is not a run (a summary, someone's notes).
     Other,
-    /// A run that cannot be used, or a file that is not JSON at all: why, and what to do.
+    /// A run that cannot be used (cut short, too new): why, and what to do.
     Broken(String),
+    /// Not JSON, and not recognisably a run either: why.
+    NotJson(String),
 }
 
 /// Sorts a file by its `format` and `version`. The whole file is parsed (a truncated run is
@@ -147,11 +152,13 @@ pub fn classify(path: &Path) -> Kind {
         Err(e) if e.is_syntax() || e.is_eof() => {
             let start = &text[..text.len().min(200)];
             let claims_run = String::from_utf8_lossy(start).contains(FORMAT);
-            return Kind::Broken(if claims_run {
-                format!("a gradtrace run JSON that is cut short or damaged ({e}); run it again")
+            return if claims_run {
+                Kind::Broken(format!(
+                    "a gradtrace run JSON that is cut short or damaged ({e}); run it again"
+                ))
             } else {
-                format!("not valid JSON ({e}); give a run JSON written by gradtrace")
-            });
+                Kind::NotJson(format!("not valid JSON ({e})"))
+            };
         }
         Err(_) => return Kind::Other,
     };
