@@ -127,13 +127,14 @@ print(f"{'R':>6}{'single':>12}{'ensemble':>12}{'PyTorch':>12}{'PyTorch/ens':>14}
 for r in map(int, sizes):
     s, e = single_for(r) * 1e3, ensemble[r] * 1e3
     print(f"{r:>6}{s:>12.2f}{e:>12.2f}{torch * 1e3:>12.1f}{torch * 1e3 / e:>13.0f}x{s / e:>11.2f}x")
-print(f"each figure the fastest of {repeats}; single: measured on min(R, 64) runs; "
-      "PyTorch eager: loop only, one thread")
+print(f"each figure the fastest of {repeats}; gradtrace: whole process on {cores} cores; single: "
+      "measured on min(R, 64) runs; PyTorch eager: loop only, one thread")
 
 if 512 in ensemble:
     e = ensemble[512] * 1e3
     print(f"target at R = 512: <= 10 ms per model-run and >= 300x PyTorch eager: "
-          f"{e:.2f} ms, {torch * 1e3 / e:.0f}x -> {'met' if e <= 10 and torch * 1e3 / e >= 300 else 'NOT met'}")
+          f"{e:.2f} ms, {torch * 1e3 / e:.0f}x -> "
+          f"{'met' if e <= 10 and torch * 1e3 / e >= 300 else 'NOT met'}")
 loop = [float(s) / int(r) for kind, r, s in rows if kind == "loop"]
 if loop:
     e = loop[0] * 1e3
@@ -145,6 +146,6 @@ if 1 in ensemble:
           f"(within 5%: one run is mostly start-up)")
 most = max(single)
 estimate = single[most] * 1000
-print(f"sweep of 1000 seeds: auto engine {sweep:.1f} s; single engine about {estimate:.0f} s "
-      f"(cost per run measured on {most} runs); {estimate / sweep:.0f}x")
+print(f"sweep of 1000 seeds (timed once): auto engine {sweep:.1f} s; single engine about "
+      f"{estimate:.0f} s (its whole-process cost per run on {most} runs); {estimate / sweep:.0f}x")
 PY

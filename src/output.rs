@@ -192,6 +192,18 @@ pub fn is_inside(path: &Path, folder: &Path) -> bool {
     resolved.starts_with(folder)
 }
 
+/// `path` with its folder resolved (symbolic links, `..`) where that folder exists, so that two
+/// spellings of one destination compare equal.
+pub fn resolved(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(folder), Some(name)) => std::fs::canonicalize(folder)
+            .map(|f| f.join(name))
+            .unwrap_or(absolute),
+        _ => absolute,
+    }
+}
+
 /// The sweep folder (one holding `sweep.json`) that `path`, existing or not, would lie in.
 pub fn sweep_around(path: &Path) -> Option<PathBuf> {
     let absolute = std::path::absolute(path).ok()?;

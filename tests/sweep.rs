@@ -415,17 +415,42 @@ fn summary_writes_csv_and_json_and_refuses_non_sweep_folders() {
     }
     assert_eq!(listing(&folder), before);
     let both = dir.path().join("both.out");
+    let again = dir.path().join("s/../both.out");
     gradtrace()
         .arg("summary")
         .arg(&folder)
         .arg("--csv")
         .arg(&both)
         .arg("--json")
-        .arg(&both)
+        .arg(&again)
         .assert()
         .failure()
         .stderr(contains("both name"));
     assert!(!both.exists());
+
+    // Nor do run and paper write into a sweep; the sweep still resumes afterwards.
+    gradtrace()
+        .args([
+            "run",
+            "--epochs",
+            "1",
+            "--samples",
+            "64",
+            "--quiet",
+            "--out",
+        ])
+        .arg(folder.join("extra.json"))
+        .assert()
+        .failure()
+        .stderr(contains("inside the sweep folder"));
+    gradtrace()
+        .args(["paper", "--no-plots", "--out-dir"])
+        .arg(folder.join("paper"))
+        .assert()
+        .failure()
+        .stderr(contains("inside the sweep folder"));
+    assert_eq!(listing(&folder), before);
+    sweep(&folder, &[]).success();
 
     // A damaged index line is named, not skipped.
     let index = folder.join("index.jsonl");

@@ -418,12 +418,19 @@ fn a_grown_sweep_re_exported_with_force_lists_each_run_once_and_its_own_folder_i
     assert_eq!(runs.len(), 8, "{runs:?}");
     assert!(runs.iter().all(|r| r.contains("optimizer.learning_rate=")));
 
-    // A log folder inside the sweep would stop it from resuming.
+    // A log folder inside the sweep would stop it from resuming, and so would one above it
+    // that puts the export into the sweep's own folder.
     export(&[&sweep], &sweep.join("tb"))
         .assert()
         .code(1)
         .stderr(contains("inside the sweep folder"));
     assert!(!sweep.join("tb").exists());
+    let before = listing(&sweep);
+    export(&[&sweep], dir.path())
+        .assert()
+        .code(1)
+        .stderr(contains("would be written inside the sweep folder"));
+    assert_eq!(listing(&sweep), before);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use crate::cli::{kebab, PaperArgs};
 use crate::figures::Plotter;
-use crate::output::PendingFile;
+use crate::output::{sweep_around, PendingFile};
 use crate::paper::{experiments, measure, Measurement, TOLERANCE};
 use crate::record::ToolInfo;
 use anyhow::{bail, Result};
@@ -31,6 +31,14 @@ struct PaperFile<'a> {
 pub fn run(args: &PaperArgs) -> Result<()> {
     // Outputs and Python are checked before the (seconds of) arithmetic.
     let json_path = args.out_dir.join("paper.json");
+    if let Some(sweep) = sweep_around(&json_path) {
+        bail!(
+            "--out-dir {}: inside the sweep folder {}, which could then no longer be resumed; \
+             choose another folder",
+            args.out_dir.display(),
+            sweep.display()
+        );
+    }
     let ours = is_paper_output(&json_path)?;
     let json = PendingFile::reserve(&json_path, ours, "--out-dir")?;
     let plotter = if args.no_plots {
@@ -69,7 +77,18 @@ pub fn run(args: &PaperArgs) -> Result<()> {
         experiments: &measured,
     })?;
     if let Some(plotter) = plotter {
-        let figure = plotter.draw_paper(&written)?;
+        let figure = plotter.draw_paper(&written).map_err(|e| {
+            let redo = format!(
+                "{} is complete; run gradtrace paper again to draw its figure",
+                written.display()
+            );
+            if crate::interrupt::requested() {
+                anyhow::Error::new(crate::interrupt::Interrupted)
+                    .context(format!("interrupted while drawing; {redo}"))
+            } else {
+                e.context(redo)
+            }
+        })?;
         println!("wrote {} and {}", written.display(), figure.display());
     } else {
         println!("wrote {}", written.display());

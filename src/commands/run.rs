@@ -4,7 +4,7 @@ use crate::cli::RunArgs;
 use crate::config::{RunConfig, WARN_HISTORY_BYTES};
 use crate::data::Dataset;
 use crate::interrupt::Interrupted;
-use crate::output::{progress_bar, PendingFile};
+use crate::output::{progress_bar, sweep_around, PendingFile};
 use crate::pool::default_jobs;
 use crate::record::{median, RunRecord, Status};
 use crate::schedule::{plan, train_tasks, Progress};
@@ -32,6 +32,16 @@ pub fn run(args: &RunArgs) -> Result<()> {
     } else {
         "--out-dir"
     };
+    // Never into a sweep's folder, which could then no longer resume.
+    if let Some(sweep) = paths.first().and_then(|p| sweep_around(p)) {
+        bail!(
+            "{flag} {}: inside the sweep folder {}, which could then no longer be resumed; \
+             choose a path outside it",
+            paths[0].display(),
+            sweep.display()
+        );
+    }
+
     // One run reserves its file now; many check their names now and reserve each when written,
     // so that a thousand seeds do not hold a thousand open files.
     let mut reserved = Vec::new();

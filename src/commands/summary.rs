@@ -3,7 +3,7 @@
 
 use crate::cli::SummaryArgs;
 use crate::commands::sweep::index_files;
-use crate::output::{is_inside, sweep_around, PendingFile};
+use crate::output::{is_inside, resolved, sweep_around, PendingFile};
 use crate::sweep::index;
 use crate::sweep::summary::{summarize, SummaryRow};
 use anyhow::{bail, Context, Result};
@@ -35,7 +35,7 @@ pub fn run(args: &SummaryArgs) -> Result<()> {
         }
     }
     if let (Some(csv), Some(json)) = (&args.csv, &args.json) {
-        if std::path::absolute(csv).ok() == std::path::absolute(json).ok() {
+        if resolved(csv) == resolved(json) {
             bail!(
                 "--csv and --json: both name {}; give two files",
                 csv.display()
@@ -70,6 +70,13 @@ pub fn run(args: &SummaryArgs) -> Result<()> {
         for file in files {
             entries.extend(index::read(&file)?);
         }
+    }
+    if entries.is_empty() {
+        bail!(
+            "{}: the index lists no runs yet; run gradtrace sweep into it first, or wait until \
+             some of its runs have finished",
+            args.folders[0].display()
+        );
     }
     let rows = summarize(&entries);
     let (header, table) = cells(&rows);

@@ -283,9 +283,11 @@ fn prepare_folder(folder: &Path) -> Result<()> {
     }
     if let Ok(entries) = std::fs::read_dir(folder) {
         for entry in entries.flatten() {
-            if !ours(&entry.file_name().to_string_lossy()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !ours(&name) {
                 bail!(
-                    "--out-dir {} holds files that are not a gradtrace sweep's; choose another",
+                    "--out-dir {} holds files that are not a gradtrace sweep's ({name}, for one); \
+                     move them out or choose another",
                     folder.display()
                 );
             }

@@ -110,7 +110,19 @@ pub fn run(args: &TensorboardArgs) -> Result<()> {
     }
     let jobs = plan(&inputs, &args.out_dir)?;
     for job in &jobs {
+        if let Some(sweep) = sweep_around(job.folder()) {
+            bail!(
+                "--out-dir {}: {} would be written inside the sweep folder {}, which could then \
+                 no longer be resumed or extended; choose an --out-dir outside it",
+                args.out_dir.display(),
+                job.folder().display(),
+                sweep.display()
+            );
+        }
         check_destination(job.folder(), args.force)?;
+        if matches!(job, Job::Run { .. }) {
+            check_no_runs_below(job.folder())?;
+        }
     }
     let created = folders_to_create(&jobs);
 
@@ -353,6 +365,27 @@ fn check_destination(run: &Path, force: bool) -> Result<()> {
                  --out-dir"
             );
         }
+    }
+    Ok(())
+}
+
+/// A run's folder must not hold the runs of an earlier sweep or folder export (one named like
+/// this run file): TensorBoard would nest them under it, and `--force` would not clear them.
+fn check_no_runs_below(run: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(run) else {
+        return Ok(());
+    };
+    let below = entries.filter_map(|e| e.ok().map(|e| e.path()));
+    if let Some(folder) = below
+        .filter(|p| p.is_dir())
+        .find(|p| !event_files(p).is_empty())
+    {
+        bail!(
+            "{}: holds TensorBoard runs of an earlier export ({} among them); choose another \
+             --out-dir",
+            run.display(),
+            folder.display()
+        );
     }
     Ok(())
 }

@@ -105,8 +105,9 @@ pub fn read(path: &Path) -> Result<Vec<IndexEntry>> {
     };
     parse(&text).map_err(|(line, e)| {
         anyhow::anyhow!(
-            "{}:{line}: not an index entry ({e}); remove that line (a sweep trains the run it \
-             named again when it resumes)",
+            "{}:{line}: not an index entry ({e}); remove that line (the next gradtrace sweep \
+             call into the folder indexes that run again from its JSON, or trains it if the \
+             JSON is gone)",
             path.display()
         )
     })
