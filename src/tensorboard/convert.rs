@@ -153,7 +153,6 @@ impl Layout {
         })
     }
 
-    /// The step at which epoch `epoch` (from 1; 0 for initialization) ends.
     /// A snapshot or record has one entry per layer, as `plot` also requires.
     fn check(&self, holder: &Value, what: &str) -> Result<()> {
         let found = holder["layers"].as_array().map_or(0, Vec::len);
@@ -164,6 +163,7 @@ impl Layout {
         Ok(())
     }
 
+    /// The step at which epoch `epoch` (from 1; 0 for initialization) ends.
     fn epoch_end(&self, epoch: u64) -> i64 {
         (epoch * self.steps_per_epoch) as i64
     }
