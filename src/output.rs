@@ -172,46 +172,55 @@ impl Drop for FolderGuard {
 /// True when `path` (which need not exist yet) is `folder` or lies below it, symbolic links and
 /// `..` resolved as far as the path exists.
 pub fn is_inside(path: &Path, folder: &Path) -> bool {
-    let Ok(folder) = std::fs::canonicalize(folder) else {
-        return false;
-    };
+    std::fs::canonicalize(folder).is_ok_and(|folder| resolved(path).starts_with(folder))
+}
+
+/// `path`, existing or not, made absolute with its existing part resolved (symbolic links,
+/// `..`), so that two spellings of one destination compare equal and its folders are the real
+/// ones.
+pub fn resolved(path: &Path) -> PathBuf {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let mut existing = absolute.as_path();
     let mut rest = Vec::new();
     while !existing.exists() {
         let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
-            return false;
+            return absolute;
         };
         rest.push(name);
         existing = parent;
     }
     let Ok(mut resolved) = std::fs::canonicalize(existing) else {
-        return false;
+        return absolute;
     };
     resolved.extend(rest.iter().rev());
-    resolved.starts_with(folder)
+    resolved
 }
 
-/// `path` with its folder resolved (symbolic links, `..`) where that folder exists, so that two
-/// spellings of one destination compare equal.
-pub fn resolved(path: &Path) -> PathBuf {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    match (absolute.parent(), absolute.file_name()) {
-        (Some(folder), Some(name)) => std::fs::canonicalize(folder)
-            .map(|f| f.join(name))
-            .unwrap_or(absolute),
-        _ => absolute,
+/// The sweep folder that `path`, existing or not, would lie in: one of `given` (sweeps named on
+/// the command line, which may hold only an index) or any folder above it holding `sweep.json`.
+pub fn sweep_holding(path: &Path, given: &[PathBuf]) -> Option<PathBuf> {
+    if let Some(sweep) = given.iter().find(|s| is_inside(path, s)) {
+        return Some(sweep.clone());
     }
-}
-
-/// The sweep folder (one holding `sweep.json`) that `path`, existing or not, would lie in.
-pub fn sweep_around(path: &Path) -> Option<PathBuf> {
-    let absolute = std::path::absolute(path).ok()?;
-    let found = absolute
+    let found = resolved(path)
         .ancestors()
         .find(|a| a.join("sweep.json").is_file())
         .map(Path::to_path_buf);
     found
+}
+
+/// Refuses an output path inside a sweep folder (see `sweep_holding`): any file there that the
+/// sweep did not write stops it from resuming. `flag` names the option the path came from.
+pub fn refuse_inside_sweep(flag: &str, path: &Path, given: &[PathBuf]) -> Result<()> {
+    if let Some(sweep) = sweep_holding(path, given) {
+        bail!(
+            "{flag} {}: inside the sweep folder {}, which could then no longer be resumed; \
+             choose a path outside it",
+            path.display(),
+            sweep.display()
+        );
+    }
+    Ok(())
 }
 
 /// Temporary files are named `.gradtrace-<host>-<pid>-*.tmp`, so that a later process can tell

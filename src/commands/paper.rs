@@ -2,7 +2,7 @@
 
 use crate::cli::{kebab, PaperArgs};
 use crate::figures::Plotter;
-use crate::output::{sweep_around, PendingFile};
+use crate::output::{refuse_inside_sweep, PendingFile};
 use crate::paper::{experiments, measure, Measurement, TOLERANCE};
 use crate::record::ToolInfo;
 use anyhow::{bail, Result};
@@ -31,14 +31,7 @@ struct PaperFile<'a> {
 pub fn run(args: &PaperArgs) -> Result<()> {
     // Outputs and Python are checked before the (seconds of) arithmetic.
     let json_path = args.out_dir.join("paper.json");
-    if let Some(sweep) = sweep_around(&json_path) {
-        bail!(
-            "--out-dir {}: inside the sweep folder {}, which could then no longer be resumed; \
-             choose another folder",
-            args.out_dir.display(),
-            sweep.display()
-        );
-    }
+    refuse_inside_sweep("--out-dir", &args.out_dir, &[])?;
     let ours = is_paper_output(&json_path)?;
     let json = PendingFile::reserve(&json_path, ours, "--out-dir")?;
     let plotter = if args.no_plots {

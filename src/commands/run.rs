@@ -4,7 +4,7 @@ use crate::cli::RunArgs;
 use crate::config::{RunConfig, WARN_HISTORY_BYTES};
 use crate::data::Dataset;
 use crate::interrupt::Interrupted;
-use crate::output::{progress_bar, sweep_around, PendingFile};
+use crate::output::{progress_bar, refuse_inside_sweep, PendingFile};
 use crate::pool::default_jobs;
 use crate::record::{median, RunRecord, Status};
 use crate::schedule::{plan, train_tasks, Progress};
@@ -33,13 +33,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
         "--out-dir"
     };
     // Never into a sweep's folder, which could then no longer resume.
-    if let Some(sweep) = paths.first().and_then(|p| sweep_around(p)) {
-        bail!(
-            "{flag} {}: inside the sweep folder {}, which could then no longer be resumed; \
-             choose a path outside it",
-            paths[0].display(),
-            sweep.display()
-        );
+    if let Some(first) = paths.first() {
+        refuse_inside_sweep(flag, first, &[])?;
     }
 
     // One run reserves its file now; many check their names now and reserve each when written,

@@ -3,11 +3,10 @@
 
 use crate::cli::SummaryArgs;
 use crate::commands::sweep::index_files;
-use crate::output::{is_inside, resolved, sweep_around, PendingFile};
+use crate::output::{refuse_inside_sweep, resolved, PendingFile};
 use crate::sweep::index;
 use crate::sweep::summary::{summarize, SummaryRow};
 use anyhow::{bail, Context, Result};
-use std::path::PathBuf;
 
 /// Prints the merged table and writes the requested files.
 pub fn run(args: &SummaryArgs) -> Result<()> {
@@ -19,20 +18,7 @@ pub fn run(args: &SummaryArgs) -> Result<()> {
         .iter()
         .filter_map(|(f, p)| p.as_ref().map(|p| (f, p)))
     {
-        let around = sweep_around(path);
-        let mut sweeps = args
-            .folders
-            .iter()
-            .map(PathBuf::as_path)
-            .chain(around.as_deref());
-        if let Some(folder) = sweeps.find(|f| is_inside(path, f)) {
-            bail!(
-                "{flag} {}: inside the sweep folder {}, which could then no longer be resumed; \
-                 choose a path outside it",
-                path.display(),
-                folder.display()
-            );
-        }
+        refuse_inside_sweep(flag, path, &args.folders)?;
     }
     if let (Some(csv), Some(json)) = (&args.csv, &args.json) {
         if resolved(csv) == resolved(json) {

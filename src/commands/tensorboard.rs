@@ -13,7 +13,7 @@ use crate::cli::TensorboardArgs;
 use crate::commands::count;
 use crate::commands::inputs::{finished_runs, Inputs};
 use crate::interrupt::{self, Interrupted};
-use crate::output::{is_inside, progress_bar, sweep_around, PendingFile, WrittenFile};
+use crate::output::{is_inside, progress_bar, sweep_holding, PendingFile, WrittenFile};
 use crate::pool::{default_jobs, map_parallel};
 use crate::sweep::index::IndexEntry;
 use crate::tensorboard::events::EventFile;
@@ -83,22 +83,8 @@ pub fn run(args: &TensorboardArgs) -> Result<()> {
             args.out_dir.display()
         );
     }
-    // Not inside a sweep (given or not: it could no longer be resumed) nor inside a folder of
-    // runs given, where the export would sit among the runs it came from.
-    let around = sweep_around(&args.out_dir);
-    let mut sweeps = inputs
-        .sweeps
-        .iter()
-        .map(PathBuf::as_path)
-        .chain(around.as_deref());
-    if let Some(sweep) = sweeps.find(|s| is_inside(&args.out_dir, s)) {
-        bail!(
-            "--out-dir {}: inside the sweep folder {}, which could then no longer be resumed or \
-             extended; choose an --out-dir outside it",
-            args.out_dir.display(),
-            sweep.display()
-        );
-    }
+    // Not inside a folder of runs given, where the export would sit among the runs it came
+    // from; nor, below, anywhere inside a sweep.
     let mut folders = inputs.runs.iter().filter_map(|r| r.folder.as_deref());
     if let Some(folder) = folders.find(|f| is_inside(&args.out_dir, f)) {
         bail!(
@@ -110,7 +96,7 @@ pub fn run(args: &TensorboardArgs) -> Result<()> {
     }
     let jobs = plan(&inputs, &args.out_dir)?;
     for job in &jobs {
-        if let Some(sweep) = sweep_around(job.folder()) {
+        if let Some(sweep) = sweep_holding(job.folder(), &inputs.sweeps) {
             bail!(
                 "--out-dir {}: {} would be written inside the sweep folder {}, which could then \
                  no longer be resumed or extended; choose an --out-dir outside it",
