@@ -198,6 +198,17 @@ impl Plotter {
     }
 }
 
+/// The error of figures that failed after their JSON was written, with `redo`, how to draw
+/// them again. A Ctrl-C that killed the plotting script stays an interruption (exit 130).
+pub fn drawing_failed(error: anyhow::Error, redo: &str) -> anyhow::Error {
+    if crate::interrupt::requested() {
+        anyhow::Error::new(crate::interrupt::Interrupted)
+            .context(format!("interrupted while drawing; {redo}"))
+    } else {
+        error.context(redo.to_string())
+    }
+}
+
 fn default_python() -> PathBuf {
     if let Some(python) = std::env::var_os("GRADTRACE_PYTHON") {
         return PathBuf::from(python);

@@ -1,7 +1,7 @@
 //! `gradtrace paper`: every experiment of `paper.rs`, a table, `paper.json` and `paper.png`.
 
 use crate::cli::{kebab, PaperArgs};
-use crate::figures::Plotter;
+use crate::figures::{drawing_failed, Plotter};
 use crate::output::{refuse_inside_sweep, PendingFile};
 use crate::paper::{experiments, measure, Measurement, TOLERANCE};
 use crate::record::ToolInfo;
@@ -52,13 +52,10 @@ pub fn run(args: &PaperArgs) -> Result<()> {
     tch::set_num_threads(crate::pool::default_jobs() as i32);
     let mut measured = Vec::new();
     for experiment in experiments() {
+        measured.push(measure(&experiment, args.batch as usize, args.seed));
         if crate::interrupt::requested() {
             return Err(crate::interrupt::Interrupted.into());
         }
-        measured.push(measure(&experiment, args.batch as usize, args.seed));
-    }
-    if crate::interrupt::requested() {
-        return Err(crate::interrupt::Interrupted.into());
     }
     print_table(&measured);
 
@@ -70,18 +67,13 @@ pub fn run(args: &PaperArgs) -> Result<()> {
         experiments: &measured,
     })?;
     if let Some(plotter) = plotter {
-        let figure = plotter.draw_paper(&written).map_err(|e| {
-            let redo = format!(
-                "{} is complete; run gradtrace paper again to draw its figure",
-                written.display()
-            );
-            if crate::interrupt::requested() {
-                anyhow::Error::new(crate::interrupt::Interrupted)
-                    .context(format!("interrupted while drawing; {redo}"))
-            } else {
-                e.context(redo)
-            }
-        })?;
+        let redo = format!(
+            "{} is complete; run gradtrace paper again to draw its figure",
+            written.display()
+        );
+        let figure = plotter
+            .draw_paper(&written)
+            .map_err(|e| drawing_failed(e, &redo))?;
         println!("wrote {} and {}", written.display(), figure.display());
     } else {
         println!("wrote {}", written.display());

@@ -15,7 +15,7 @@
 use crate::cli::{kebab, TutorialArgs};
 use crate::config::{Activation, GradEvery, Init, OptimizerKind, RecordLevel, RunConfig};
 use crate::data::Dataset;
-use crate::figures::Plotter;
+use crate::figures::{drawing_failed, Plotter};
 use crate::interrupt::Interrupted;
 use crate::output::{is_temp_file, progress_bar, remove_stale_temp_files, PendingFile};
 use crate::pool::{default_jobs, map_parallel};
@@ -165,19 +165,13 @@ pub fn run(args: &TutorialArgs) -> Result<()> {
     if let Some(plotter) = plotter {
         // The earlier figures are gone by now (removed as outdated): say how to get them back.
         let shown = args.out_dir.display();
-        plotter.draw(&written, jobs, &[]).map_err(|e| {
-            if crate::interrupt::requested() {
-                anyhow::Error::new(Interrupted).context(format!(
-                    "interrupted while drawing; the run histories in {shown} are complete: draw \
-                     their figures with gradtrace plot {shown}"
-                ))
-            } else {
-                e.context(format!(
-                    "the run histories in {shown} are complete; draw their figures again with \
-                     gradtrace plot {shown}"
-                ))
-            }
-        })?;
+        let redo = format!(
+            "the run histories in {shown} are complete: draw their figures with gradtrace plot \
+             {shown}"
+        );
+        plotter
+            .draw(&written, jobs, &[])
+            .map_err(|e| drawing_failed(e, &redo))?;
         println!(
             "drew the figures beside the JSON in {}",
             args.out_dir.display()
